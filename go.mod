@@ -1,0 +1,3 @@
+module github.com/uptables/uptables
+
+go 1.26.8
