@@ -13,6 +13,12 @@ type Ctx struct {
 	// whatever the rule's target (the kernel's par->hotdrop), e.g. a
 	// truncated TCP header under a tcp match.
 	HotDrop bool
+	// Out receives replies and log lines; never nil while the engine runs.
+	Out Emitter
+	// Queue is set by NFQUEUE together with VerdictQueue.
+	Queue QueueInfo
+	// Table and Chain name where the current rule lives (LOG, TRACE, trace).
+	Table, Chain string
 }
 
 // PacketMatcher is implemented by a configured match that can test packets
@@ -20,4 +26,81 @@ type Ctx struct {
 // the result after the match's own "!" handling. It must not allocate.
 type PacketMatcher interface {
 	Matches(c *Ctx) bool
+}
+
+// Verdict is what a target tells the engine.
+type Verdict uint8
+
+const (
+	// Continue: go on with the next rule (LOG, MARK, TTL, ...).
+	Continue Verdict = iota
+	// VerdictAccept stops this table at this hook; the packet goes on.
+	VerdictAccept
+	// VerdictDrop discards the packet (REJECT drops after emitting a reply).
+	VerdictDrop
+	// VerdictQueue hands the packet to user space (NFQUEUE): the queue
+	// number and bypass flag are in Ctx.Queue.
+	VerdictQueue
+)
+
+// QueueInfo is filled by NFQUEUE.
+type QueueInfo struct {
+	Num    uint16
+	Bypass bool
+}
+
+// Emitter receives what targets produce besides a verdict. It is supplied by
+// the data plane (replay collects, NFQUEUE sends, proxy translates) and must
+// copy what it keeps: the buffers are reused.
+type Emitter interface {
+	// Reply is a packet generated in reaction to c.P (REJECT's RST or ICMP
+	// error), starting at the IP header.
+	Reply(c *Ctx, pkt []byte)
+	// Log is one kernel log line (LOG), without the trailing newline, and
+	// its syslog level (0-7).
+	Log(c *Ctx, level uint8, line []byte)
+}
+
+// PacketTarget is the runtime of a target. Do must not allocate.
+type PacketTarget interface {
+	Do(c *Ctx) Verdict
+}
+
+// Env is what an extension gets when the engine builds the runtime of one
+// rule. Extensions with state (limit, connlimit, recent, hashlimit, quota,
+// statistic --mode nth) implement MatchBuilder/TargetBuilder and keep their
+// state in the object they return.
+type Env struct {
+	Family Family
+	Table  string
+	Chain  string
+	Hooks  HookMask
+	Proto  uint8
+	// Prev is the runtime object this same rule (same table, chain and
+	// canonical text) had in the ruleset being replaced, or nil. Reusing its
+	// state gives iptables-nft's behaviour: rules that did not change keep
+	// their limit buckets and connlimit lists across ruleset changes.
+	Prev any
+	// Named holds state shared by name across rules and reloads (recent
+	// lists, hashlimit tables), as the kernel's per-netns lists do.
+	Named NamedState
+	// Rand is a seeded random source (statistic, hash seeds).
+	Rand func() uint32
+}
+
+// NamedState is a registry of named shared objects owned by the engine.
+type NamedState interface {
+	// Shared returns the object stored under kind and name, calling create
+	// to make it when there is none yet.
+	Shared(kind, name string, create func() (any, error)) (any, error)
+}
+
+// MatchBuilder is implemented by matches that need per-rule runtime state.
+type MatchBuilder interface {
+	Build(env *Env) (PacketMatcher, error)
+}
+
+// TargetBuilder is implemented by targets that need per-rule runtime state.
+type TargetBuilder interface {
+	Build(env *Env) (PacketTarget, error)
 }
