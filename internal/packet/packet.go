@@ -56,6 +56,23 @@ type Packet struct {
 	ICMPType   uint8
 	ICMPCode   uint8
 	ICMPID     uint16 // echo/timestamp/info/mask identifier
+	ICMPSeq    uint16 // echo/timestamp/info/mask sequence number
+
+	// L4Malformed: the L4 header is present but inconsistent, which makes
+	// conntrack mark the packet INVALID (tcp_error, udp_error): TCP data
+	// offset < 5 or past the end of the packet, UDP length field < 8 or larger
+	// than the bytes present (UDP-Lite: coverage), DCCP data offset bad. Ports
+	// and flags are still decoded, since the tcp/udp matches read them anyway;
+	// PayloadOff is clamped into the packet.
+	L4Malformed bool
+	// L4Partial: only the first 8 bytes of a TCP header are present (a
+	// datagram quoted in an ICMP error, DecodeEmbedded): ports and Seq are
+	// valid, TCPFlags, Ack and Window are zero.
+	L4Partial bool
+
+	// IPv6 only.
+	FlowLabel  uint32
+	FragHdrOff int // offset of the fragment extension header, 0 if none
 
 	// Netfilter metadata.
 	InIface  string // "" when none (locally generated)
