@@ -195,7 +195,7 @@ func (t TCP) SetMSS(mss uint16) bool {
 		t.SetChecksum(Update16(t.Checksum(), old, mss))
 		return true
 	}
-	w := off + 1 // aligned word: length byte, MSS high byte
+	w := off + 1  // aligned word: length byte, MSS high byte
 	var next byte // byte after the option, zero padding if the segment ends
 	if w+3 < len(t) {
 		next = t[w+3]
