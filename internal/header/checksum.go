@@ -84,7 +84,8 @@ func checksumSkip(b []byte, off int, initial uint16) uint16 {
 // Update16 returns the new value of a checksum field after a 16-bit word
 // covered by it changed from old to new: RFC 1624 equation 3,
 // HC' = ~(~HC + ~m + m'). Unlike equation 2 it never turns a correct result
-// into 0xffff, so it equals a full recomputation.
+// into 0xffff, so it equals a full recomputation for any data that is not
+// all zeros (no IP header or L4 pseudo-header is).
 func Update16(csum, old, new uint16) uint16 {
 	return ^add16(add16(^csum, ^old), new)
 }
