@@ -1,0 +1,147 @@
+package target
+
+import (
+	"strings"
+
+	"github.com/uptables/uptables/internal/xt"
+)
+
+var nfqueueOpts = []optDef{
+	{name: "queue-num", arg: xt.RequiredArg, excl: []string{"queue-balance"}},
+	{name: "queue-balance", arg: xt.RequiredArg, excl: []string{"queue-num"}},
+	{name: "queue-bypass"},
+	{name: "queue-cpu-fanout", also: []string{"queue-balance"}},
+}
+
+// NFQueue is `-j NFQUEUE` (§10): hand the packet to user space on queue
+// Num, or on one of Num..Num+Total-1 chosen by flow hash (or by CPU with
+// CPUFanout). Bypass accepts the packet (skipping the rest of the hook
+// function) when no program listens.
+type NFQueue struct {
+	Num       uint16
+	Total     uint32 // 1 without --queue-balance; up to 65535 after Check
+	Bypass    bool
+	CPUFanout bool
+	opts      tracker
+}
+
+var (
+	_ xt.Target  = (*NFQueue)(nil)
+	_ xt.Checker = (*NFQueue)(nil)
+)
+
+func newNFQueue() xt.Target {
+	return &NFQueue{Total: 1, opts: tracker{target: "NFQUEUE", defs: nfqueueOpts}}
+}
+
+func errBalance(near string) error {
+	return xt.Errorf("NFQUEUE: bad value for option \"--queue-balance\" near \"%s\", or out of range (0-65535).\n", near)
+}
+
+// parseBalance parses "A:B" (":B" = 0:B, "A:" = A:65535), A < B.
+func parseBalance(s string) (first, last uint32, err error) {
+	if strings.Count(s, ":") > 1 {
+		return 0, 0, xt.Errorf("NFQUEUE: Too many components for option \"--queue-balance\" (max: 2)\n")
+	}
+	lo, hi, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, 0, xt.Errorf("Bad range \"%s\"", s)
+	}
+	a, b := uint64(0), uint64(65535)
+	if lo != "" {
+		var okA bool
+		if a, okA = xt.ParseUint(lo, 0, 65535); !okA {
+			return 0, 0, errBalance(s)
+		}
+	}
+	if hi != "" {
+		var okB bool
+		if b, okB = xt.ParseUint(hi, 0, 65535); !okB {
+			return 0, 0, errBalance(hi)
+		}
+	}
+	if a >= b {
+		return 0, 0, xt.Errorf("%d should be less than %d", a, b)
+	}
+	return uint32(a), uint32(b), nil
+}
+
+// Parse reads one NFQUEUE option.
+func (q *NFQueue) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
+	if err := noInvert(invert); err != nil {
+		return err
+	}
+	if err := q.opts.mark(opt); err != nil {
+		return err
+	}
+	switch opt {
+	case "queue-num":
+		v, err := parseRange("NFQUEUE", opt, arg, 0, 65535)
+		if err != nil {
+			return err
+		}
+		q.Num, q.Total = uint16(v), 1
+	case "queue-balance":
+		a, b, err := parseBalance(arg)
+		if err != nil {
+			return err
+		}
+		q.Num, q.Total = uint16(a), b-a+1
+	case "queue-bypass":
+		q.Bypass = true
+	case "queue-cpu-fanout":
+		q.CPUFanout = true
+	}
+	return nil
+}
+
+// Final checks num/balance exclusion and that cpu-fanout has a balance.
+func (q *NFQueue) Final(*xt.ParseContext) error { return q.opts.final() }
+
+func (q *NFQueue) print(b *strings.Builder, list bool) {
+	switch {
+	case q.Total > 1 && list:
+		b.WriteString(" NFQUEUE balance ")
+	case q.Total > 1:
+		b.WriteString(" --queue-balance ")
+	case list:
+		b.WriteString(" NFQUEUE num ")
+	default:
+		b.WriteString(" --queue-num ")
+	}
+	writeUint(b, uint64(q.Num))
+	if q.Total > 1 {
+		b.WriteByte(':')
+		writeUint(b, uint64(q.Num)+uint64(q.Total)-1)
+	}
+	prefix := " --queue-"
+	if list {
+		prefix = " "
+	}
+	if q.Bypass {
+		b.WriteString(prefix + "bypass")
+	}
+	if q.CPUFanout {
+		b.WriteString(prefix + "cpu-fanout")
+	}
+}
+
+// Save prints --queue-num N (always, 0 included) or --queue-balance A:B,
+// then --queue-bypass and --queue-cpu-fanout.
+func (q *NFQueue) Save(b *strings.Builder) { q.print(b, false) }
+
+// List prints "NFQUEUE num N" / "NFQUEUE balance A:B" [bypass] [cpu-fanout].
+func (q *NFQueue) List(b *strings.Builder, _ bool) { q.print(b, true) }
+
+// Check mirrors xt_NFQUEUE's checkentry: a balance may span at most 65535
+// queues (0:65535 is refused). Allowed in every table.
+func (q *NFQueue) Check(*xt.CheckContext) error {
+	if q.Total > 0xffff {
+		return xt.EINVAL("NFQUEUE: number of total queues is %d", q.Total)
+	}
+	return nil
+}
+
+func registerNFQueue(r *xt.Registry) {
+	r.RegisterTarget(&xt.TargetSpec{Name: "NFQUEUE", Options: options(nfqueueOpts), New: newNFQueue})
+}
