@@ -5,4 +5,10 @@ import "github.com/uptables/uptables/internal/xt"
 // registerProtoAndState registers tcp, udp, icmp, multiport, state,
 // conntrack, connlimit, recent, limit, hashlimit, length and ttl.
 func registerProtoAndState(r *xt.Registry) {
+	r.RegisterMatch(newTCPSpec())
+	r.RegisterMatch(newUDPSpec())
+	r.RegisterMatch(newICMPSpec())
+	r.RegisterMatch(newMultiportSpec())
+	r.RegisterMatch(newStateSpec())
+	r.RegisterMatch(newConntrackSpec())
 }
