@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,6 +159,7 @@ type result struct {
 	exit  string
 	out   string
 	warns []string
+	tg    xt.Target // the configured target when exit is "0"
 }
 
 // runRule parses the words after -j the way getopt_long does (long
@@ -263,7 +265,7 @@ func runRule(t *testing.T, reg *xt.Registry, table, chain string, words []string
 	b.WriteString("-j ")
 	b.WriteString(spec.Name)
 	tg.Save(&b)
-	return result{exit: "0", out: strings.Join(pre, " ") + "\x00" + b.String(), warns: warns}
+	return result{exit: "0", out: strings.Join(pre, " ") + "\x00" + b.String(), warns: warns, tg: tg}
 }
 
 func TestGoldenRows(t *testing.T) {
@@ -301,4 +303,60 @@ func TestGoldenRows(t *testing.T) {
 	for _, f := range files {
 		t.Logf("%-22s %d/%d", f, perFile[f][0], perFile[f][1])
 	}
+}
+
+// TestProbes replays testdata/probes.tsv, the real iptables' answers
+// (exit code, -S, -L, -L -n, stderr) to several hundred target rules
+// beyond the shared corpus; gen-probes.sh regenerates it.
+func TestProbes(t *testing.T) {
+	reg := testRegistry()
+	f, err := os.Open("testdata/probes.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n, pass := 0, 0
+	for sc.Scan() {
+		c := strings.Split(sc.Text(), "\t")
+		if len(c) != 8 {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		for i := range c {
+			c[i] = unescapeTSV(c[i])
+		}
+		table, chain, rule, exit, save, list, listN, stderr := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+		n++
+		got := runRule(t, reg, table, chain, shellWords(t, rule))
+		var problems []string
+		if got.exit != exit {
+			problems = append(problems, "exit "+got.exit+" want "+exit+" ("+got.out+" / "+stderr+")")
+		} else if exit == "0" {
+			_, s, _ := strings.Cut(got.out, "\x00")
+			if !strings.HasSuffix(save, s) {
+				problems = append(problems, "save "+s+" want "+save)
+			}
+			var l, ln strings.Builder
+			got.tg.List(&l, false)
+			got.tg.List(&ln, true)
+			if l.String() != list {
+				problems = append(problems, "list "+strconv.Quote(l.String())+" want "+strconv.Quote(list))
+			}
+			if ln.String() != listN {
+				problems = append(problems, "list -n "+strconv.Quote(ln.String())+" want "+strconv.Quote(listN))
+			}
+			if w := strings.Join(got.warns, "\n"); w != stderr {
+				problems = append(problems, "warnings "+strconv.Quote(w)+" want "+strconv.Quote(stderr))
+			}
+		} else if got.out != stderr {
+			problems = append(problems, "error "+strconv.Quote(got.out)+" want "+strconv.Quote(stderr))
+		}
+		if len(problems) > 0 {
+			t.Errorf("%s %s %s:\n  %s", table, chain, rule, strings.Join(problems, "\n  "))
+		} else {
+			pass++
+		}
+	}
+	t.Logf("probes: %d/%d", pass, n)
 }
