@@ -42,12 +42,15 @@ func (t *tracker) index(name string) int {
 	return -1
 }
 
-// mark notes that opt was given. A second occurrence of a single-use option
+// mark notes that opt was given; no target option can be negated. A second occurrence of a single-use option
 // is iptables' `X: option "--o" can only be used once.` (with the empty line).
-func (t *tracker) mark(opt string) error {
+func (t *tracker) mark(opt string, invert bool) error {
 	i := t.index(opt)
 	if i < 0 {
 		return xt.Errorf("unknown option \"--%s\"", opt)
+	}
+	if invert {
+		return xt.Errorf("%s: option \"--%s\" cannot be inverted.\n", t.target, opt)
 	}
 	if t.seen&(1<<i) != 0 && !t.defs[i].multi {
 		return errOnce(t.target, opt)
@@ -126,14 +129,6 @@ func parseRange(target, opt, arg string, min, max uint64) (uint64, error) {
 		return 0, errRange(target, opt, min, max)
 	}
 	return v, nil
-}
-
-// noInvert refuses "!" before a target option: targets take none.
-func noInvert(invert bool) error {
-	if invert {
-		return xt.Errorf("unexpected ! flag before --option")
-	}
-	return nil
 }
 
 // hookList prints a hook mask as the kernel's dmesg does ("PREROUTING/OUTPUT").

@@ -62,10 +62,7 @@ func newConnmark() xt.Target {
 // masks when it is read, so the last word wins (`--mask 3 --set-mark 1`
 // keeps set-mark's mask).
 func (c *Connmark) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := c.opts.mark(opt); err != nil {
+	if err := c.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

@@ -83,10 +83,7 @@ func parseCTEvents(arg string, names []string) (uint32, error) {
 
 // Parse reads one CT option.
 func (c *CT) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := c.opts.mark(opt); err != nil {
+	if err := c.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	var err error

@@ -44,10 +44,7 @@ func ParseDSCPClass(s string) (uint8, bool) {
 
 // Parse reads --set-dscp (0-63) or --set-dscp-class.
 func (d *DSCP) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := d.opts.mark(opt); err != nil {
+	if err := d.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	if opt == "set-dscp-class" {

@@ -74,10 +74,7 @@ func newLog() xt.Target {
 
 // Parse reads one LOG option.
 func (l *Log) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := l.opts.mark(opt); err != nil {
+	if err := l.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

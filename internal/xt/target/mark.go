@@ -57,10 +57,7 @@ func parseXMark(target, opt, arg string) (value, mask uint32, err error) {
 
 // Parse reads one MARK option.
 func (t *Mark) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := t.opts.mark(opt); err != nil {
+	if err := t.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	v, m, err := parseXMark("MARK", opt, arg)

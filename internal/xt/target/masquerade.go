@@ -39,13 +39,10 @@ func parseToPorts(ctx *xt.ParseContext, arg string, r *NATRange) error {
 
 // Parse reads one MASQUERADE option.
 func (m *Masquerade) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
 	if opt == "to" {
 		opt = "to-ports"
 	}
-	if err := m.opts.mark(opt); err != nil {
+	if err := m.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

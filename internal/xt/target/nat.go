@@ -195,13 +195,10 @@ type natTarget struct {
 }
 
 func (n *natTarget) parse(ctx *xt.ParseContext, opt string, invert bool, arg string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
 	if opt == "to" {
 		opt = n.toOpt
 	}
-	if err := n.opts.mark(opt); err != nil {
+	if err := n.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

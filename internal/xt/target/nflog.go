@@ -41,10 +41,7 @@ func newNFLOG() xt.Target { return &NFLOG{opts: tracker{target: "NFLOG", defs: n
 
 // Parse reads one NFLOG option.
 func (n *NFLOG) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := n.opts.mark(opt); err != nil {
+	if err := n.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

@@ -68,10 +68,7 @@ func parseBalance(s string) (first, last uint32, err error) {
 
 // Parse reads one NFQUEUE option.
 func (q *NFQueue) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := q.opts.mark(opt); err != nil {
+	if err := q.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	switch opt {

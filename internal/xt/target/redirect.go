@@ -30,13 +30,10 @@ func newRedirect() xt.Target { return &Redirect{opts: tracker{target: "REDIRECT"
 // Parse reads one REDIRECT option. A shifted port map ("A-B/C") is
 // refused, as iptables 1.8.9 does.
 func (r *Redirect) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
 	if opt == "to" {
 		opt = "to-ports"
 	}
-	if err := r.opts.mark(opt); err != nil {
+	if err := r.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	if opt == "random" {

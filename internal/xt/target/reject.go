@@ -82,10 +82,7 @@ func newReject() xt.Target {
 // Parse reads --reject-with; names are compared case-insensitively, as
 // iptables does (`TCP-RESET` is tcp-reset).
 func (r *Reject) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := r.opts.mark(opt); err != nil {
+	if err := r.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	for _, n := range rejectNames {

@@ -30,10 +30,7 @@ func newTCPMSS() xt.Target { return &TCPMSS{opts: tracker{target: "TCPMSS", defs
 // Parse reads --set-mss (0-65515: 65535 minus the 20-byte IPv4 header) or
 // --clamp-mss-to-pmtu.
 func (t *TCPMSS) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := t.opts.mark(opt); err != nil {
+	if err := t.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	if opt == "clamp-mss-to-pmtu" {

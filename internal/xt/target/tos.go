@@ -66,10 +66,7 @@ func parseTOSValue(s string) (value, mask uint8, err error) {
 
 // Parse reads one of the four operations.
 func (t *TOS) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := t.opts.mark(opt); err != nil {
+	if err := t.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	if opt == "set-tos" {

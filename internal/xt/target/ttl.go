@@ -40,10 +40,7 @@ func newTTL() xt.Target { return &TTL{opts: tracker{target: "TTL", defs: ttlOpts
 
 // Parse reads --ttl-set (0-255), --ttl-dec or --ttl-inc (1-255).
 func (t *TTL) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
-	if err := noInvert(invert); err != nil {
-		return err
-	}
-	if err := t.opts.mark(opt); err != nil {
+	if err := t.opts.mark(opt, invert); err != nil {
 		return err
 	}
 	min := uint64(1)
