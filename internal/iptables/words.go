@@ -1,0 +1,123 @@
+package iptables
+
+import (
+	"errors"
+	"strings"
+)
+
+// SplitShell splits a line into words as a POSIX shell does for a simple
+// command without expansions: blanks separate words; '...' is literal;
+// "..." keeps everything but lets \ escape $ ` " \ and newline; outside
+// quotes \ escapes any character. Used for command lines given as one
+// string (tests, the conformance corpus, `eval`-style input).
+func SplitShell(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\\':
+			inWord = true
+			if i+1 < len(s) {
+				i++
+				if s[i] != '\n' {
+					cur.WriteByte(s[i])
+				}
+			}
+		case c == '\'':
+			inWord = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			inWord = true
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\\n", s[i+1]) >= 0 {
+					i++
+					if s[i] != '\n' {
+						cur.WriteByte(s[i])
+					}
+					continue
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated double quote")
+			}
+		default:
+			inWord = true
+			cur.WriteByte(c)
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// SplitRestore splits an iptables-restore rule line into words with
+// iptables-restore's own rules (add_param_to_argv): blanks separate words;
+// a double quote toggles quoting (the quote itself is dropped); inside
+// quotes a backslash escapes the next character (a backslash is kept when
+// it does not precede a quote or backslash... see below). Single quotes
+// are ordinary characters. An unterminated quote is an error.
+//
+// Measured with iptables-restore 1.8.9: `"a b\" c"` is one word `a b" c`;
+// `'x y'` is two words `'x` and `y'`.
+func SplitRestore(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord, quoted, escaped := false, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if quoted {
+			if escaped {
+				cur.WriteByte(c)
+				escaped = false
+				continue
+			}
+			if c == '\\' {
+				escaped = true
+				continue
+			}
+			if c == '"' {
+				quoted = false
+				continue
+			}
+			cur.WriteByte(c)
+			continue
+		}
+		switch c {
+		case '"':
+			quoted = true
+			inWord = true
+		case ' ', '\t', '\n', '\r':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quoted {
+		return nil, errors.New("unterminated quote")
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
