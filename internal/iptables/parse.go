@@ -204,9 +204,9 @@ type parser struct {
 	invIn, invOut    bool
 	frag, invFrag    bool
 
-	kind    ruleset.TargetKind
-	verdict ruleset.Verdict
-	jumpTo  string
+	kind     ruleset.TargetKind
+	verdict  ruleset.Verdict
+	jumpTo   string
 	tableSet bool
 }
 
