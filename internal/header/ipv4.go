@@ -79,8 +79,15 @@ func (h IPv4) SrcAddr() netip.Addr { return netip.AddrFrom4(h.Src()) }
 // DstAddr returns the destination address.
 func (h IPv4) DstAddr() netip.Addr { return netip.AddrFrom4(h.Dst()) }
 
-// Options returns the option bytes (between the fixed header and HeaderLen).
-func (h IPv4) Options() []byte { return h[IPv4MinLen:h.HeaderLen()] }
+// Options returns the option bytes (between the fixed header and HeaderLen),
+// cut at the end of h, nil when IHL is below 5.
+func (h IPv4) Options() []byte {
+	n := h.HeaderLen()
+	if n < IPv4MinLen {
+		return nil
+	}
+	return h[IPv4MinLen:min(n, len(h))]
+}
 
 // CalculateChecksum returns the header checksum computed over HeaderLen bytes
 // with the checksum field taken as zero.

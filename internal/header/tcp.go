@@ -72,9 +72,16 @@ func (t TCP) Checksum() uint16 { return be.Uint16(t[TCPChecksumOff:]) }
 // Urgent returns the urgent pointer.
 func (t TCP) Urgent() uint16 { return be.Uint16(t[TCPUrgentOff:]) }
 
-// Options returns the option bytes, t[20:DataOffset()]. The caller ensures
-// TCPMinLen <= DataOffset() <= len(t).
-func (t TCP) Options() []byte { return t[TCPMinLen:t.DataOffset()] }
+// Options returns the option bytes, t[20:DataOffset()], cut at the end of t
+// (a header quoted in an ICMP error may be cut), nil when the data offset is
+// below 5 words.
+func (t TCP) Options() []byte {
+	n := t.DataOffset()
+	if n < TCPMinLen {
+		return nil
+	}
+	return t[TCPMinLen:min(n, len(t))]
+}
 
 // SetChecksum stores c in the checksum field.
 func (t TCP) SetChecksum(c uint16) { be.PutUint16(t[TCPChecksumOff:], c) }
@@ -165,7 +172,6 @@ func (t TCP) HasOption(kind uint8) bool {
 
 // FindMSS returns the offset (from the start of t) of the MSS option's kind
 // byte and its value. ok is false when there is no well-formed MSS option.
-// The caller ensures TCPMinLen <= DataOffset() <= len(t).
 func (t TCP) FindMSS() (off int, mss uint16, ok bool) {
 	it := NewOptionIter(t.Options())
 	for {
