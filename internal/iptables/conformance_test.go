@@ -236,7 +236,7 @@ func TestConformance(t *testing.T) {
 			continue
 		}
 		msg := fmt.Sprintf("%-22s iptables %s\n    want (exit %d): %s\n    got  (exit %d): %s",
-			c.id, strings.Join(c.args, " "), c.wantCode, strings.ReplaceAll(c.want, "\n", "⏎"), r.gotCode, strings.ReplaceAll(r.got, "\n", "⏎"))
+			c.id, quoteArgs(c.args), c.wantCode, strings.ReplaceAll(c.want, "\n", "⏎"), r.gotCode, strings.ReplaceAll(r.got, "\n", "⏎"))
 		failures = append(failures, msg)
 		if strings.HasPrefix(c.id, "S") {
 			seedFailures = append(seedFailures, c.id)
@@ -407,4 +407,31 @@ func lineDiff(want, got string) string {
 
 func parseCTime(s string) (time.Time, error) {
 	return time.Parse("Mon Jan _2 15:04:05 2006", s)
+}
+
+// TestConformanceErrorTexts lists refused rows whose error text differs
+// from iptables' (a statistic, not a failure: run with -v).
+func TestConformanceErrorTexts(t *testing.T) {
+	reg := builtin.Registry()
+	for _, c := range loadCases(t) {
+		if c.wantCode == 0 {
+			continue
+		}
+		r := runCase(reg, c)
+		if r.pass && !r.exactText && !strings.Contains(r.got, "Couldn't load") {
+			t.Logf("%-22s %s\n    want (exit %d): %q\n    got  (exit %d): %q", c.id, quoteArgs(c.args), c.wantCode, c.want, r.gotCode, r.got)
+		}
+	}
+}
+
+// quoteArgs shows words as a shell would need them.
+func quoteArgs(args []string) string {
+	var out []string
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'\\$`!*?;&|<>()") && a != "!" {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
 }

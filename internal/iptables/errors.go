@@ -65,9 +65,7 @@ func (e *Error) Text(prog string) string {
 			b.WriteString(prog + " " + Version + ": ")
 		}
 		b.WriteString(e.Msg)
-		if !strings.HasSuffix(e.Msg, "\n") {
-			b.WriteByte('\n')
-		}
+		b.WriteByte('\n')
 		if restore {
 			b.WriteString("Error occurred at line: " + strconv.Itoa(e.Line) + "\n")
 		}
