@@ -1,0 +1,323 @@
+// Package uptables enforces iptables rules in user space, without
+// privileges: in front of a service (the uptables proxy) or inside a Go
+// server, by wrapping its net.Listener or net.PacketConn.
+//
+// Every connection and datagram becomes the packets the Linux kernel would
+// run through netfilter on the listening host (the SYN, the handshake, data
+// segments, FIN or RST; each datagram), so stateful rules behave as in the
+// kernel: connlimit counts live connections, recent counts new ones, limit
+// and hashlimit meter them, state/conntrack and LOG work. The rules see the
+// client's address (the real one behind a trusted PROXY protocol header)
+// and the listening address and port.
+//
+// One difference from packet-level enforcement is unavoidable: by the time
+// a user-space program sees a connection, its kernel has completed the TCP
+// handshake. A DROP therefore cannot be a SYN that goes unanswered; the
+// client sees its connect succeed and then the connection closed (after an
+// optional silent hold, WithDropHold). REJECT --reject-with tcp-reset
+// resets the connection (ECONNRESET); other REJECT types close it.
+//
+// Typical use:
+//
+//	rules, err := uptables.LoadRulesFile("/etc/uptables/rules.v4")
+//	fw, err := uptables.New(rules)
+//	ln, err := net.Listen("tcp", ":8080")
+//	http.Serve(fw.Listener(ln), handler)
+package uptables
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/uptables/uptables/internal/dataplane/proxy"
+	"github.com/uptables/uptables/internal/iptables"
+	"github.com/uptables/uptables/internal/netfilter"
+	"github.com/uptables/uptables/internal/ruleset"
+	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/builtin"
+)
+
+// Rules is a parsed, validated IPv4 rule set. It is immutable and may be
+// given to several firewalls.
+type Rules struct {
+	rs *ruleset.Ruleset
+}
+
+// LoadRules reads rules in iptables-save format ("*filter", ":INPUT DROP
+// [0:0]", "-A INPUT ...", "COMMIT"). Lines may also be plain iptables
+// commands ("-A INPUT -s 10.0.0.0/8 -j DROP", "-t nat -A ...", "-P INPUT
+// DROP", optionally preceded by "iptables"), which apply to the filter table
+// unless -t says otherwise; "#" starts a comment. Each line is parsed and
+// validated as iptables 1.8.9 would; the first error is returned with its
+// line number.
+func LoadRules(r io.Reader) (*Rules, error) {
+	reg := builtin.Registry()
+	rs := ruleset.New(xt.IPv4)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	table := ""
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		var args []string
+		switch {
+		case s[0] == '*':
+			table = s[1:]
+			if _, ok := ruleset.BuiltinHooks(table); !ok {
+				return nil, fmt.Errorf("line %d: table '%s' does not exist", line, table)
+			}
+			continue
+		case s == "COMMIT":
+			table = ""
+			continue
+		case s[0] == ':':
+			f := strings.Fields(s[1:])
+			if len(f) < 2 || table == "" {
+				return nil, fmt.Errorf("line %d: bad chain line %q", line, s)
+			}
+			if _, builtin := xt.HookByChain(f[0]); builtin {
+				if f[1] == "-" {
+					continue
+				}
+				args = []string{"-P", f[0], f[1]}
+			} else {
+				args = []string{"-N", f[0]}
+			}
+		default:
+			if s[0] == '[' { // "[packets:bytes] -A ...": counters are not restored
+				if i := strings.IndexByte(s, ']'); i > 0 {
+					s = strings.TrimSpace(s[i+1:])
+				}
+			}
+			s = strings.TrimPrefix(s, "iptables ")
+			var err error
+			if args, err = iptables.SplitRestore(s); err != nil {
+				return nil, fmt.Errorf("line %d: %v", line, err)
+			}
+		}
+		po := iptables.ParseOptions{DefaultTable: table}
+		if table != "" {
+			po.Restore = true
+		}
+		cmd, err := iptables.ParseCommand(reg, rs.Family, args, po)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", line, err)
+		}
+		res, err := iptables.Execute(rs, cmd, io.Discard)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", line, err)
+		}
+		rs = res.Ruleset
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return &Rules{rs: rs}, nil
+}
+
+// LoadRulesFile is LoadRules on the named file.
+func LoadRulesFile(path string) (*Rules, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := LoadRules(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// MustLoadRules is LoadRules on a string that must be valid (for tests and
+// examples); it panics on error.
+func MustLoadRules(text string) *Rules {
+	r, err := LoadRules(strings.NewReader(text))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// Save writes the rules in iptables-save format (without counters).
+func (r *Rules) Save(w io.Writer) error {
+	return iptables.WriteSave(w, r.rs, iptables.SaveOptions{Now: time.Now()})
+}
+
+// Event describes one synthetic packet and its outcome (WithObserver).
+type Event = proxy.Event
+
+// Outcome is what happened to a connection or datagram: accept, drop,
+// reset or close.
+type Outcome = proxy.Outcome
+
+// The outcomes.
+const (
+	Accepted = proxy.Accepted
+	Dropped  = proxy.Dropped
+	Reset    = proxy.Reset
+	Closed   = proxy.Closed
+)
+
+// Stats are the firewall's connection and datagram counters.
+type Stats = proxy.Stats
+
+// Option configures a Firewall.
+type Option func(*options)
+
+type options struct {
+	logger   *slog.Logger
+	iface    string
+	trusted  []netip.Prefix
+	proxyTO  time.Duration
+	hold     time.Duration
+	observer func(Event)
+	now      func() time.Time
+	seed     uint64
+	logLine  func(level uint8, line []byte)
+	maxHeld  int
+}
+
+// WithLogger sets the logger for refusals (debug), upstream and PROXY
+// header failures (warn) and LOG target lines (info) unless WithLogLines.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithInterface names the interface the rules see (-i on INPUT, -o on
+// OUTPUT). By default: "lo" for clients on this host, otherwise the
+// interface holding the local address.
+func WithInterface(name string) Option { return func(o *options) { o.iface = name } }
+
+// WithTrustedProxies makes connections from these source ranges start
+// with a PROXY protocol header (v1 or v2, required from them); the rules
+// then see the client it announces. timeout bounds the wait for the
+// header (0 = 5 s).
+func WithTrustedProxies(timeout time.Duration, prefixes ...netip.Prefix) Option {
+	return func(o *options) { o.trusted, o.proxyTO = prefixes, timeout }
+}
+
+// WithDropHold holds a connection refused by DROP open, silent, for d
+// before closing it (default 0: close at once). Held connections are
+// bounded by WithMaxHeld.
+func WithDropHold(d time.Duration) Option { return func(o *options) { o.hold = d } }
+
+// WithMaxHeld bounds the connections held after a DROP per Listener
+// (default 256); beyond it they are closed at once.
+func WithMaxHeld(n int) Option { return func(o *options) { o.maxHeld = n } }
+
+// WithObserver calls fn for every synthetic packet, on the connection's
+// goroutine, with the outcome and the rule that decided (a trace). fn
+// must not block.
+func WithObserver(fn func(Event)) Option { return func(o *options) { o.observer = fn } }
+
+// WithLogLines sends the LOG target's lines (kernel format, no newline,
+// reused after the call) to fn instead of the logger.
+func WithLogLines(fn func(level uint8, line []byte)) Option {
+	return func(o *options) { o.logLine = fn }
+}
+
+// WithClock sets the clock that timestamps packets (limit, recent
+// --seconds and conntrack timeouts run on it).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithSeed seeds the engine's random source (statistic, hash seeds).
+func WithSeed(seed uint64) Option { return func(o *options) { o.seed = seed } }
+
+// Firewall is an engine with its state (counters, conntrack, recent lists,
+// limit buckets) and the data-plane counters. It is safe for concurrent
+// use; every Listener and PacketConn made from it shares the state.
+type Firewall struct {
+	eng  *netfilter.Engine
+	gate *proxy.Gate
+	o    options
+}
+
+// New builds a firewall running rules. It fails when the rules use a match
+// or target the engine cannot run yet (the error names it).
+func New(rules *Rules, opts ...Option) (*Firewall, error) {
+	if rules == nil {
+		return nil, fmt.Errorf("uptables: nil rules")
+	}
+	o := options{maxHeld: 256}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	eng := netfilter.New(netfilter.Config{Logger: o.logger, Seed: o.seed})
+	if err := eng.Load(rules.rs); err != nil {
+		return nil, fmt.Errorf("uptables: %w", err)
+	}
+	g := proxy.NewGate(proxy.GateConfig{Engine: eng, Logger: o.logger, Now: o.now, Iface: o.iface,
+		Observer: o.observer, LogLine: o.logLine})
+	return &Firewall{eng: eng, gate: g, o: o}, nil
+}
+
+// Reload replaces the rules atomically. Counters and state of rules that
+// did not change are kept, as with iptables-nft; on error nothing changes.
+func (f *Firewall) Reload(rules *Rules) error {
+	if rules == nil {
+		return fmt.Errorf("uptables: nil rules")
+	}
+	if err := f.eng.Load(rules.rs); err != nil {
+		return fmt.Errorf("uptables: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the connection and datagram counters.
+func (f *Firewall) Stats() Stats { return f.gate.Stats() }
+
+// RuleCounter is the packet and byte count of one rule or policy.
+type RuleCounter struct {
+	Table, Chain string
+	// Rule is the 1-based rule number, 0 for the chain's policy.
+	Rule int
+	// Spec is the rule as iptables -S prints it ("-A INPUT -s 10.0.0.0/8
+	// -j DROP"), or "-P INPUT ACCEPT" for a policy.
+	Spec           string
+	Packets, Bytes uint64
+}
+
+// Counters returns every rule's and built-in policy's counters, tables in
+// iptables-save order.
+func (f *Firewall) Counters() []RuleCounter {
+	var out []RuleCounter
+	for _, t := range f.eng.Ruleset().Tables {
+		for _, ch := range t.Chains {
+			if ch.BuiltIn {
+				out = append(out, RuleCounter{Table: t.Name, Chain: ch.Name, Spec: "-P " + ch.Name + " " + ch.Policy.String(),
+					Packets: ch.Counters.Packets, Bytes: ch.Counters.Bytes})
+			}
+			for i, r := range ch.Rules {
+				out = append(out, RuleCounter{Table: t.Name, Chain: ch.Name, Rule: i + 1,
+					Spec: iptables.FormatRule(ch.Name, r, false), Packets: r.Counters.Packets, Bytes: r.Counters.Bytes})
+			}
+		}
+	}
+	return out
+}
+
+// WriteList writes `iptables -L -n -v -t table` output with the current
+// counters ("" = filter), byte for byte as iptables 1.8.9 prints it.
+func (f *Firewall) WriteList(w io.Writer, table string) error {
+	if table == "" {
+		table = "filter"
+	}
+	rs := f.eng.Ruleset()
+	t := rs.Table(table)
+	if t == nil {
+		var ok bool
+		if t, ok = ruleset.NewTable(table); !ok {
+			return fmt.Errorf("uptables: table '%s' does not exist", table)
+		}
+	}
+	return iptables.WriteList(w, t, iptables.ListOptions{Numeric: true, Verbose: true})
+}
