@@ -273,9 +273,11 @@ func (t *psTable) parsePortRC(e *psOpt, s string) (PortRange, error) {
 // psPlenMask parses an XTTYPE_PLENMASK argument (connlimit --mask,
 // the mask part of conntrack addresses): a prefix length 0..max, else a
 // numeric address used as a netmask. A non-contiguous mask (including
-// "33", which inet_aton reads as 0.0.0.33) becomes the all-ones mask, as
-// iptables does. ok is false when neither form parses.
-func psPlenMask(f xt.Family, s string) (int, bool) {
+// "33", which inet_aton reads as 0.0.0.33) gives -1: iptables stores prefix
+// length 255 then, which connlimit and conntrack turn into the all-ones
+// mask and the kernel refuses for hashlimit. ok is false when neither form
+// parses.
+func psPlenMaskRaw(f xt.Family, s string) (int, bool) {
 	bits := 32
 	if f == xt.IPv6 {
 		bits = 128
@@ -287,11 +289,16 @@ func psPlenMask(f xt.Family, s string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	n := xt.MaskLen(a)
-	if n < 0 {
-		return bits, true
+	return xt.MaskLen(a), true
+}
+
+// psPlenMask is psPlenMaskRaw with a non-contiguous mask read as all ones.
+func psPlenMask(f xt.Family, s string) (int, bool) {
+	n, ok := psPlenMaskRaw(f, s)
+	if ok && n < 0 {
+		n = psFamilyBits(f)
 	}
-	return n, true
+	return n, ok
 }
 
 // psFamilyBits is the address length of the family in bits.

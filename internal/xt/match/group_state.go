@@ -11,4 +11,10 @@ func registerProtoAndState(r *xt.Registry) {
 	r.RegisterMatch(newMultiportSpec())
 	r.RegisterMatch(newStateSpec())
 	r.RegisterMatch(newConntrackSpec())
+	r.RegisterMatch(newConnlimitSpec())
+	r.RegisterMatch(newRecentSpec())
+	r.RegisterMatch(newLimitSpec())
+	r.RegisterMatch(newHashlimitSpec())
+	r.RegisterMatch(newLengthSpec())
+	r.RegisterMatch(newTTLSpec())
 }
