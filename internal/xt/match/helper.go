@@ -1,0 +1,60 @@
+package match
+
+import (
+	"strings"
+
+	"github.com/uptables/uptables/internal/xt"
+)
+
+// helper (xt_helper): --helper NAME matches packets of connections (or their
+// expectations' masters) handled by the conntrack helper NAME. The kernel
+// field holds 30 bytes, so iptables keeps the first 29 characters. The
+// runtime needs the conntrack entry's helper name.
+
+const helperMaxLen = 29
+
+var helperOpts = optTable{
+	{name: "helper", id: 0, arg: xt.RequiredArg, flags: optMand | optInvert},
+}
+
+// Helper is a configured helper match.
+type Helper struct {
+	seen   uint32
+	Name   string
+	Invert bool
+}
+
+var _ xt.Match = (*Helper)(nil)
+
+func newHelperSpec() *xt.MatchSpec {
+	return &xt.MatchSpec{Name: "helper", Options: helperOpts.options(), New: func() xt.Match { return &Helper{} }}
+}
+
+// Parse implements xt.Match.
+func (m *Helper) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
+	if _, err := helperOpts.begin("helper", &m.seen, opt, invert); err != nil {
+		return err
+	}
+	if len(arg) > helperMaxLen {
+		arg = arg[:helperMaxLen]
+	}
+	m.Name, m.Invert = arg, invert
+	return nil
+}
+
+// Final implements xt.Match.
+func (m *Helper) Final(*xt.ParseContext) error { return helperOpts.fcheck("helper", m.seen) }
+
+// Save implements xt.Match.
+func (m *Helper) Save(b *strings.Builder) {
+	saveNot(b, m.Invert)
+	b.WriteString(" --helper ")
+	xt.SaveString(b, m.Name)
+}
+
+// List implements xt.Match: the name is always in double quotes, unescaped.
+func (m *Helper) List(b *strings.Builder, _ bool) {
+	b.WriteString(" helper match")
+	saveNot(b, m.Invert)
+	b.WriteString(" \"" + m.Name + "\"")
+}
