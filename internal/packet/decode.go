@@ -2,6 +2,7 @@ package packet
 
 import (
 	"net/netip"
+	"strconv"
 
 	"github.com/uptables/uptables/internal/header"
 )
@@ -272,3 +273,18 @@ func (p *Packet) decodeL4(off int, embedded bool) Status {
 }
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// String names the status for test and trace output.
+func (s Status) String() string {
+	switch s {
+	case OK:
+		return "OK"
+	case BadL3:
+		return "BadL3"
+	case TruncatedL4:
+		return "TruncatedL4"
+	case Fragment:
+		return "Fragment"
+	}
+	return "Status(" + strconv.Itoa(int(s)) + ")"
+}
