@@ -1,0 +1,426 @@
+// Package replay runs captured traffic (pcap, pcapng) through the netfilter
+// engine, as if the host that made the capture had the ruleset loaded:
+// "how do I test my firewall?" on real or generated traffic.
+//
+// Each frame's link header is cut off (Ethernet, Linux cooked v1/v2, raw IP),
+// the IPv4 packet is decoded into one reused packet.Packet and sent along the
+// path the --local addresses imply: from a local address it was locally
+// generated (OUTPUT, POSTROUTING), to a local address it arrived for this
+// host (PREROUTING, INPUT), otherwise it was forwarded. The engine's clock is
+// the capture's timestamps, so a replay is deterministic.
+//
+// Replies that targets emit (REJECT's RST or ICMP error) are run through
+// OUTPUT and POSTROUTING, as the kernel sends them with ip_local_out. When
+// the capture was made on a host running the same rules, it also holds the
+// kernel's copy of each such reply; those copies are recognised against a
+// small bounded set of recently emitted replies and skipped, so no reply is
+// counted twice.
+//
+// In steady state a frame costs no allocation beyond what gopacket's reader
+// does (its ZeroCopy readers allocate nothing for Ethernet captures).
+package replay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+
+	"github.com/uptables/uptables/internal/header"
+	"github.com/uptables/uptables/internal/netfilter"
+	"github.com/uptables/uptables/internal/packet"
+	"github.com/uptables/uptables/internal/xt"
+)
+
+// DefaultIface is the interface name used when neither the command line
+// nor the capture names one.
+const DefaultIface = "eth0"
+
+// DefaultEchoWindowNS is how long after emitting a reply a captured packet
+// can still be recognised as the kernel's copy of it (capture time).
+const DefaultEchoWindowNS = 2_000_000_000
+
+// maxPendingReplies bounds the replies one captured packet can cause
+// (a REJECT, plus a reply to that reply in OUTPUT). More are dropped and
+// counted in Stats.RepliesLost.
+const maxPendingReplies = 4
+
+// replyBufLen holds the largest reply a target writes: an ICMPv6 error is
+// capped at 1280 bytes, an ICMPv4 one at 576.
+const replyBufLen = 1280
+
+// Config configures a Replayer. The zero value replays everything as
+// forwarded traffic on eth0 and produces only statistics.
+type Config struct {
+	// Local lists the host's addresses (a single address is a /32).
+	Local []netip.Prefix
+	// InIface names the input device of received and forwarded packets;
+	// "" = the capture's interface name (pcapng), else DefaultIface.
+	InIface string
+	// OutIface names the output device of sent and forwarded packets;
+	// "" = the capture's interface name (pcapng), else DefaultIface.
+	OutIface string
+	// Log receives LOG lines, one per line, as targets emit them.
+	Log io.Writer
+	// Observer sees every frame; nil = none.
+	Observer Observer
+	// Trace, when set, explains packets rule by rule (see Trace).
+	Trace *Trace
+	// EchoWindowNS: see DefaultEchoWindowNS; 0 = the default.
+	EchoWindowNS int64
+}
+
+// Origin says where a packet handed to the engine came from.
+type Origin uint8
+
+const (
+	// Captured: a frame of the capture.
+	Captured Origin = iota
+	// Reply: a reply a target emitted, run through OUTPUT.
+	Reply
+)
+
+// Event describes one frame or emitted reply. It is reused: an Observer
+// must copy what it keeps.
+type Event struct {
+	// Index numbers the frames from 1 across all captures of one Replayer;
+	// a reply carries the index of the packet that caused it.
+	Index  uint64
+	Origin Origin
+	TimeNS int64
+	// Skip is set for frames the engine did not see; EchoOf is the index
+	// of the packet whose reply a SkipEcho frame is.
+	Skip   Skip
+	EchoOf uint64
+	// Path, Result and Packet are valid when Skip is SkipNone (Packet
+	// also for SkipEcho).
+	Path   netfilter.Path
+	Result netfilter.Result
+	// Decided is false when no table decided (Result.Decision is then
+	// meaningless): no chain on the path had rules or a policy to apply.
+	Decided bool
+	Packet  *packet.Packet
+	// Replies are the replies emitted for this packet (from the IP header
+	// on); valid during the callback only.
+	Replies [][]byte
+}
+
+// Observer is told about every frame and every emitted reply, in order.
+type Observer interface {
+	Event(ev *Event) error
+}
+
+// Stats counts what a replay saw.
+type Stats struct {
+	Frames    uint64           // frames read from the captures
+	Processed uint64           // captured packets run through the engine
+	Skipped   [numSkips]uint64 // frames not run, by reason (index Skip)
+	Accepted  uint64           // verdicts of captured packets
+	Dropped   uint64
+	Queued    uint64
+	Replies   uint64 // replies emitted by targets (and run through OUTPUT)
+	// RepliesLost counts replies beyond maxPendingReplies for one packet.
+	RepliesLost uint64
+	LogLines    uint64
+}
+
+// SkippedTotal is the number of frames not run through the engine.
+func (s *Stats) SkippedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Skipped[1:] {
+		n += v
+	}
+	return n
+}
+
+type pendingReply struct {
+	buf [replyBufLen]byte
+	n   int
+}
+
+// Replayer feeds captures to one engine worker. It is not safe for
+// concurrent use; captures given to it in turn share the engine's state
+// (conntrack, recent lists, counters) as one continuous run.
+type Replayer struct {
+	cfg    Config
+	w      *netfilter.Worker
+	split  splitter
+	pkt    packet.Packet
+	rpkt   packet.Packet
+	echo   echoSet
+	stats  Stats
+	index  uint64
+	ev     Event
+	rep    [maxPendingReplies]pendingReply
+	nrep   int
+	repv   [maxPendingReplies][]byte
+	log    *bufio.Writer
+	logErr error
+	tr     *tracer
+	first  int64
+}
+
+// New returns a Replayer driving eng.
+func New(eng *netfilter.Engine, cfg Config) *Replayer {
+	if cfg.EchoWindowNS == 0 {
+		cfg.EchoWindowNS = DefaultEchoWindowNS
+	}
+	r := &Replayer{cfg: cfg}
+	r.echo.win = cfg.EchoWindowNS
+	if cfg.Log != nil {
+		r.log = bufio.NewWriterSize(cfg.Log, 64<<10)
+	}
+	r.w = eng.NewWorker(r)
+	if cfg.Observer != nil || cfg.Trace != nil {
+		r.tr = newTracer(eng, cfg.Trace)
+		r.w.SetTracer(r.tr)
+	}
+	return r
+}
+
+// Stats returns the counts so far.
+func (r *Replayer) Stats() Stats { return r.stats }
+
+// ReplayFile replays the capture at path.
+func (r *Replayer) ReplayFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := r.Replay(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Replay replays one capture read from rd.
+func (r *Replayer) Replay(rd io.Reader) error {
+	src, err := openSource(rd)
+	if err != nil {
+		return err
+	}
+	for {
+		frame, ci, ifc, err := src.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("frame %d: capture truncated", r.index+1)
+			}
+			return fmt.Errorf("frame %d: %w", r.index+1, err)
+		}
+		if err := r.frame(frame, ci.Timestamp.UnixNano(), ifc); err != nil {
+			return err
+		}
+	}
+	return r.Flush()
+}
+
+// Flush writes out buffered LOG lines and reports the first write error.
+func (r *Replayer) Flush() error {
+	if r.log != nil {
+		if err := r.log.Flush(); err != nil && r.logErr == nil {
+			r.logErr = err
+		}
+	}
+	if r.tr != nil && r.tr.t != nil {
+		if err := r.tr.t.flush(); err != nil {
+			return err
+		}
+	}
+	return r.logErr
+}
+
+// frame handles one captured frame.
+func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
+	r.stats.Frames++
+	if r.stats.Frames == 1 {
+		r.first = ts
+	}
+	r.index++
+	ev := &r.ev
+	*ev = Event{Index: r.index, TimeNS: ts}
+	link, ip, skip := r.split.split(ifc.lt, frame)
+	if skip == SkipNone {
+		p := &r.pkt
+		p.Link = link
+		if p.Decode(ip) == packet.BadL3 || p.Version != 4 {
+			skip = SkipBadIP
+		} else {
+			p.TimeNS = ts
+			if parent, ok := r.echo.match(p); ok {
+				skip = SkipEcho
+				ev.EchoOf = parent
+				ev.Packet = p
+			}
+		}
+	}
+	if skip != SkipNone {
+		r.stats.Skipped[skip]++
+		ev.Skip = skip
+		return r.observe()
+	}
+	p := &r.pkt
+	path := r.classify(p.Src, p.Dst)
+	in, out := r.ifaces(ifc.name)
+	switch path {
+	case netfilter.PathInput:
+		p.InIface, p.OutIface = in, ""
+	case netfilter.PathOutput:
+		p.InIface, p.OutIface = "", out
+	default:
+		p.InIface, p.OutIface = in, out
+	}
+	p.Mark = 0
+	r.stats.Processed++
+	r.nrep = 0
+	res := r.run(path, p, Captured)
+	switch res.Verdict {
+	case xt.VerdictAccept:
+		r.stats.Accepted++
+	case xt.VerdictQueue:
+		r.stats.Queued++
+	default:
+		r.stats.Dropped++
+	}
+	if err := r.observe(); err != nil {
+		return err
+	}
+	return r.replies(in)
+}
+
+// run processes p and fills the event.
+func (r *Replayer) run(path netfilter.Path, p *packet.Packet, o Origin) netfilter.Result {
+	if r.tr != nil {
+		r.tr.begin(r.index, o, path, p)
+	}
+	first := r.nrep
+	res := r.w.Process(path, p)
+	ev := &r.ev
+	ev.Origin, ev.Path, ev.Result, ev.Packet = o, path, res, p
+	ev.Replies = ev.Replies[:0]
+	for i := first; i < r.nrep; i++ {
+		r.repv[i] = r.rep[i].buf[:r.rep[i].n]
+	}
+	ev.Replies = r.repv[first:r.nrep]
+	if r.tr != nil {
+		ev.Decided = r.tr.end(res)
+	} else {
+		ev.Decided = true
+	}
+	return res
+}
+
+// replies runs the replies emitted while processing the last captured
+// packet through OUTPUT and POSTROUTING, remembers them for echo
+// recognition, and handles replies those cause in turn (bounded by the
+// pending slots).
+func (r *Replayer) replies(outIface string) error {
+	for i := 0; i < r.nrep; i++ {
+		b := r.rep[i].buf[:r.rep[i].n]
+		q := &r.rpkt
+		q.Reset()
+		if q.Decode(b) == packet.BadL3 {
+			continue
+		}
+		q.TimeNS = r.pkt.TimeNS
+		q.OutIface = outIface
+		r.echo.add(q, r.index)
+		r.ev = Event{Index: r.index, TimeNS: q.TimeNS}
+		r.run(netfilter.PathOutput, q, Reply)
+		if err := r.observe(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Replayer) observe() error {
+	if r.cfg.Observer == nil {
+		return nil
+	}
+	return r.cfg.Observer.Event(&r.ev)
+}
+
+// classify picks the path from the --local addresses.
+func (r *Replayer) classify(src, dst netip.Addr) netfilter.Path {
+	if r.isLocal(src) {
+		return netfilter.PathOutput
+	}
+	if r.isLocal(dst) {
+		return netfilter.PathInput
+	}
+	return netfilter.PathForward
+}
+
+func (r *Replayer) isLocal(a netip.Addr) bool {
+	for _, p := range r.cfg.Local {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Replayer) ifaces(capture string) (in, out string) {
+	in, out = r.cfg.InIface, r.cfg.OutIface
+	def := capture
+	if def == "" {
+		def = DefaultIface
+	}
+	if in == "" {
+		in = def
+	}
+	if out == "" {
+		out = def
+	}
+	return in, out
+}
+
+// Reply implements xt.Emitter: the reply is copied into a pending slot.
+func (r *Replayer) Reply(_ *xt.Ctx, pkt []byte) {
+	r.stats.Replies++
+	if r.nrep == maxPendingReplies || len(pkt) > replyBufLen {
+		r.stats.RepliesLost++
+		return
+	}
+	s := &r.rep[r.nrep]
+	s.n = copy(s.buf[:], pkt)
+	r.nrep++
+}
+
+// Log implements xt.Emitter: the line is written as given, plus a newline.
+func (r *Replayer) Log(_ *xt.Ctx, _ uint8, line []byte) {
+	r.stats.LogLines++
+	if r.tr != nil {
+		r.tr.log(line)
+	}
+	if r.log == nil || r.logErr != nil {
+		return
+	}
+	if _, err := r.log.Write(line); err != nil {
+		r.logErr = err
+		return
+	}
+	if err := r.log.WriteByte('\n'); err != nil {
+		r.logErr = err
+	}
+}
+
+var _ xt.Emitter = (*Replayer)(nil)
+
+// isReplyShaped reports whether p could be a REJECT reply: a TCP RST or an
+// ICMP error (the only things REJECT sends).
+func isReplyShaped(p *packet.Packet) bool {
+	switch p.Proto {
+	case header.ProtoTCP:
+		return p.Status == packet.OK && p.TCPFlags&header.TCPFlagRST != 0
+	case header.ProtoICMP:
+		return p.Status == packet.OK && header.ICMPv4IsError(p.ICMPType)
+	}
+	return false
+}
