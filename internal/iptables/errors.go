@@ -32,6 +32,9 @@ const (
 	// KindKernel is a kernel refusal: exit 4,
 	// "PROG v1.8.9 (nf_tables):  OP failed (strerror): rule in chain C".
 	KindKernel
+	// KindRaw is "PROG: MSG" (iptables-restore's "COMMIT expected at
+	// line N"), exit Code.
+	KindRaw
 )
 
 // Error is a failed command as iptables reports it.
@@ -84,6 +87,8 @@ func (e *Error) Text(prog string) string {
 		}
 	case KindFatal:
 		b.WriteString(prog + " " + Version + ": " + e.Msg)
+	case KindRaw:
+		b.WriteString(prog + ": " + e.Msg)
 	case KindKernel:
 		b.WriteString(prog + " " + Version + ": ")
 		if restore {

@@ -67,35 +67,33 @@ func SplitShell(s string) ([]string, error) {
 }
 
 // SplitRestore splits an iptables-restore rule line into words with
-// iptables-restore's own rules (add_param_to_argv): blanks separate words;
-// a double quote toggles quoting (the quote itself is dropped); inside
-// quotes a backslash escapes the next character (a backslash is kept when
-// it does not precede a quote or backslash... see below). Single quotes
-// are ordinary characters. An unterminated quote is an error.
-//
-// Measured with iptables-restore 1.8.9: `"a b\" c"` is one word `a b" c`;
-// `'x y'` is two words `'x` and `y'`.
+// iptables-restore's own rules (its add_param_to_argv), which are not a
+// shell's: blanks separate words; a double quote opens a quoted part in
+// which a backslash takes the next character literally; the closing quote
+// ends the word (so `""` is an empty word); outside quotes backslashes
+// and single quotes are ordinary characters. Measured with 1.8.9:
+// `"a b\" c"` is one word `a b" c`, `'x y'` is the two words `'x` and `y'`.
 func SplitRestore(s string) ([]string, error) {
 	var words []string
-	var cur strings.Builder
+	var cur []byte
 	inWord, quoted, escaped := false, false, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if quoted {
-			if escaped {
-				cur.WriteByte(c)
+			switch {
+			case escaped:
+				cur = append(cur, c)
 				escaped = false
-				continue
-			}
-			if c == '\\' {
+			case c == '\\':
 				escaped = true
-				continue
-			}
-			if c == '"' {
+			case c == '"':
 				quoted = false
-				continue
+				words = append(words, string(cur))
+				cur = cur[:0]
+				inWord = false
+			default:
+				cur = append(cur, c)
 			}
-			cur.WriteByte(c)
 			continue
 		}
 		switch c {
@@ -104,12 +102,12 @@ func SplitRestore(s string) ([]string, error) {
 			inWord = true
 		case ' ', '\t', '\n', '\r':
 			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
+				words = append(words, string(cur))
+				cur = cur[:0]
 				inWord = false
 			}
 		default:
-			cur.WriteByte(c)
+			cur = append(cur, c)
 			inWord = true
 		}
 	}
@@ -117,7 +115,7 @@ func SplitRestore(s string) ([]string, error) {
 		return nil, errors.New("unterminated quote")
 	}
 	if inWord {
-		words = append(words, cur.String())
+		words = append(words, string(cur))
 	}
 	return words, nil
 }

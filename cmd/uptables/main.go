@@ -1,0 +1,70 @@
+// Command uptables is iptables reimplemented in user space. When the first
+// argument is an option it behaves like iptables (`uptables -A INPUT ...`)
+// on a rule-set file instead of the kernel; otherwise the first argument
+// names a subcommand (save, restore, and those later issues add).
+//
+// main.go only dispatches: each subcommand lives in its own file and is
+// listed once in subcommands below.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// env is what a subcommand may use from the process; tests supply their own.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// subcommand runs with the arguments after its name and returns the exit status.
+type subcommand struct {
+	run     func(e *env, args []string) int
+	summary string
+}
+
+func subcommands() map[string]subcommand {
+	return map[string]subcommand{
+		"save":    {runSave, "print the rule set in iptables-save format"},
+		"restore": {runRestore, "load an iptables-save file into the rule set (all or nothing)"},
+	}
+}
+
+func main() {
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(dispatch(e, os.Args[1:]))
+}
+
+func dispatch(e *env, args []string) int {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "!" {
+		if sc, ok := subcommands()[args[0]]; ok {
+			return sc.run(e, args[1:])
+		}
+		if args[0] == "help" {
+			usage(e.stdout)
+			return 0
+		}
+	}
+	return runIptables(e, args)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: uptables [--ruleset FILE] <iptables options>   (iptables 1.8.9 syntax)")
+	fmt.Fprintln(w, "       uptables <subcommand> [options]")
+	fmt.Fprintln(w, "\nsubcommands:")
+	scs := subcommands()
+	names := make([]string, 0, len(scs))
+	for n := range scs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, scs[n].summary)
+	}
+	fmt.Fprintln(w, "\nThe rule set lives in FILE (iptables-save format), default $UPTABLES_RULESET or ./uptables.rules.")
+}
