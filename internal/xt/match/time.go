@@ -132,10 +132,11 @@ func (m *Time) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ 
 
 // parseTimeDate reads YYYY[-MM[-DD[Thh[:mm[:ss]]]]] (each part decimal, an
 // empty part is 0) with year 1970-2038, month <= 12, day <= 31, hour <= 23,
-// minute and second <= 59, and normalises like timegm (month 0 is December
+// minute and second <= 59 (a part that is announced by its separator but
+// empty is 0, one that is left out is its minimum), and normalises like timegm (month 0 is December
 // of the year before, day 0 the last day of the month before).
 func parseTimeDate(s string) (uint32, bool) {
-	var f [6]uint64
+	f := [6]uint64{0, 1, 1, 0, 0, 0} // parts not given: January, day 1, 00:00:00
 	limits := [6]uint64{2038, 12, 31, 23, 59, 59}
 	seps := [6]byte{'-', '-', 'T', ':', ':', 0}
 	rest := s

@@ -206,7 +206,7 @@ func parseU32(s string) ([]U32Test, error) {
 		if p.pos >= len(s) || s[p.pos] != '&' {
 			return nil, p.errAt("a second '&' was expected")
 		}
-		if len(tests) > u32MaxSize-1 {
+		if len(tests) > u32MaxSize {
 			return nil, p.errAt("too many \"&&\"s")
 		}
 		p.pos++
