@@ -123,14 +123,12 @@ func hashlimitCostToBytes(cost uint64) uint64 {
 }
 
 // HashlimitCredits is the kernel's user2credits for revision >= 2 at
-// HZ=250: a packet-mode period (1e6 units per second) in token credits, with
-// the kernel's 64-bit wrap-around for very large values.
+// HZ=250: a packet-mode period (1e6 units per second) in token credits,
+// user * (HZ*CPJ / 1e6), wrapping at 64 bits as the kernel's does (its
+// overflow check relies on that wrap).
 func HashlimitCredits(user uint64) uint64 {
-	const hzcpj = hashlimitHZ * hashlimitCPJ
-	if user > ^uint64(0)/hzcpj {
-		return user / HashlimitScale * hzcpj
-	}
-	return user * hzcpj / HashlimitScale
+	const perUnit = hashlimitHZ * hashlimitCPJ / HashlimitScale
+	return user * perUnit
 }
 
 // parseBytes is libxt_hashlimit's parse_bytes: "N[k|m]b/s".
