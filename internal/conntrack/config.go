@@ -142,7 +142,10 @@ func (c *Config) fill() {
 	}
 	d := DefaultTimeouts()
 	t := &c.Timeouts
-	for _, p := range []struct{ v *time.Duration; d time.Duration }{
+	for _, p := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{
 		{&t.TCPSynSent, d.TCPSynSent}, {&t.TCPSynRecv, d.TCPSynRecv}, {&t.TCPEstablished, d.TCPEstablished},
 		{&t.TCPFinWait, d.TCPFinWait}, {&t.TCPCloseWait, d.TCPCloseWait}, {&t.TCPLastAck, d.TCPLastAck},
 		{&t.TCPTimeWait, d.TCPTimeWait}, {&t.TCPClose, d.TCPClose}, {&t.TCPMaxRetrans, d.TCPMaxRetrans},

@@ -6,7 +6,7 @@ import "math/bits"
 // the keyed hash that picks a tuple's bucket. It is keyed per table so that
 // a remote peer cannot choose tuples that pile up in one bucket (the kernel
 // keys its conntrack hash the same way).
-func sipHash24(k0, k1 uint64, m [5]uint64) uint64 {
+func sipHash24(k0, k1 uint64, m []uint64) uint64 {
 	v0 := k0 ^ 0x736f6d6570736575
 	v1 := k1 ^ 0x646f72616e646f6d
 	v2 := k0 ^ 0x6c7967656e657261
@@ -54,7 +54,7 @@ func (t *Table) hash(tu *Tuple) uint64 {
 	m[2] = le64(d[:8])
 	m[3] = le64(d[8:])
 	m[4] = uint64(tu.SrcID)<<48 | uint64(tu.DstID)<<32 | uint64(tu.Proto)<<16 | uint64(tu.Zone)
-	return sipHash24(t.cfg.HashKey[0], t.cfg.HashKey[1], m)
+	return sipHash24(t.cfg.HashKey[0], t.cfg.HashKey[1], m[:])
 }
 
 func le64(b []byte) uint64 {
