@@ -267,6 +267,10 @@ func (m *String) Check(*xt.CheckContext) error {
 	}
 	switch m.Algo {
 	case "bm", "kmp":
+	case "fsm":
+		// The kernel has the finite-state-machine algorithm, but it takes
+		// a token program, not a string: textsearch_prepare fails.
+		return xt.EINVAL("textsearch: fsm cannot compile a plain pattern")
 	default:
 		return &xt.KernelError{Errno: syscall.ENOENT, Why: "textsearch: unknown algorithm " + m.Algo}
 	}
