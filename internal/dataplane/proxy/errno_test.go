@@ -1,0 +1,5 @@
+package proxy
+
+import "syscall"
+
+const syscallECONNRESET = syscall.ECONNRESET
