@@ -8,7 +8,6 @@ import (
 
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
-	"github.com/uptables/uptables/internal/xt"
 )
 
 // established builds a table with one established, ASSURED TCP flow and
@@ -31,7 +30,7 @@ func TestZeroAllocEstablished(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		p.Decode(b)
 		p.TimeNS = t0
-		r := tb.In(&p, xt.PreRouting)
+		r := tb.In(&p, packet.PreRouting)
 		if r.Info.State != Established {
 			t.Fatalf("%v %v", r.Info, r.Reason)
 		}
@@ -54,7 +53,7 @@ func TestZeroAllocNewFlows(t *testing.T) {
 		binary.BigEndian.PutUint16(b[20:], port) // new source port: a new flow (checksum not checked at OUTPUT)
 		p.Decode(b)
 		p.TimeNS = t0
-		r := tb.In(&p, xt.LocalOut)
+		r := tb.In(&p, packet.LocalOut)
 		if r.Info.State != New {
 			t.Fatalf("%v %v", r.Info, r.Reason)
 		}
@@ -86,7 +85,7 @@ func TestZeroAllocNewFlows(t *testing.T) {
 		binary.BigEndian.PutUint16(u[20:], port)
 		p.Decode(u)
 		p.TimeNS = t0
-		r := tb.In(&p, xt.LocalOut)
+		r := tb.In(&p, packet.LocalOut)
 		tb.Confirm(&r)
 		tb.Release(&r)
 	}
@@ -112,7 +111,7 @@ func TestZeroAllocICMPError(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		p.Decode(e)
 		p.TimeNS = t0
-		r := tb.In(&p, xt.PreRouting)
+		r := tb.In(&p, packet.PreRouting)
 		if r.Info.State != Related {
 			t.Fatalf("%v", r.Info)
 		}
@@ -132,7 +131,7 @@ func BenchmarkEstablished(b *testing.B) {
 	p.TimeNS = t0
 	b.ReportAllocs()
 	for b.Loop() {
-		r := tb.In(&p, xt.PreRouting)
+		r := tb.In(&p, packet.PreRouting)
 		tb.Confirm(&r)
 		tb.Release(&r)
 	}
@@ -154,7 +153,7 @@ func BenchmarkEstablishedParallel(b *testing.B) {
 		for pb.Next() {
 			p.Decode(pkts[i%flows])
 			p.TimeNS = t0 + int64(time.Second)
-			r := tb.In(&p, xt.LocalOut)
+			r := tb.In(&p, packet.LocalOut)
 			tb.Release(&r)
 			i++
 		}
@@ -172,7 +171,7 @@ func BenchmarkNewFlow(b *testing.B) {
 		binary.BigEndian.PutUint16(syn[20:], port)
 		p.Decode(syn)
 		p.TimeNS = t0
-		r := tb.In(&p, xt.LocalOut)
+		r := tb.In(&p, packet.LocalOut)
 		tb.Confirm(&r)
 		tu := r.Conn.Orig()
 		tb.Release(&r)

@@ -2,9 +2,8 @@ package conntrack
 
 import (
 	"errors"
+	"github.com/uptables/uptables/internal/packet"
 	"net/netip"
-
-	"github.com/uptables/uptables/internal/xt"
 )
 
 // Entry is a snapshot of one connection, as `conntrack -L` shows it.
@@ -215,8 +214,8 @@ const (
 )
 
 // ManipForHook returns the manip type of the nat chains at hook.
-func ManipForHook(h xt.Hook) Manip {
-	if h == xt.PreRouting || h == xt.LocalOut {
+func ManipForHook(h packet.Hook) Manip {
+	if h == packet.PreRouting || h == packet.LocalOut {
 		return ManipDst
 	}
 	return ManipSrc
@@ -319,7 +318,7 @@ type Rewrite struct {
 // inverse of the other direction's tuple, for ManipDst the new destination.
 // ok is false when nothing is to be done. For a RELATED ICMP error this is
 // the outer header; the quoted header needs the opposite translation.
-func (r *Result) NAT(hook xt.Hook) (Rewrite, bool) {
+func (r *Result) NAT(hook packet.Hook) (Rewrite, bool) {
 	c := r.Conn
 	if c == nil {
 		return Rewrite{}, false

@@ -9,7 +9,6 @@ import (
 
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
-	"github.com/uptables/uptables/internal/xt"
 )
 
 const (
@@ -65,7 +64,7 @@ func (s seg) bytes(sport uint16) []byte {
 // a router, and returns what the packet got plus a snapshot of its entry.
 func step(t testing.TB, tb *Table, b []byte, now int64) (Result, Entry, bool) {
 	t.Helper()
-	r := tb.In(decode(t, b, now), xt.PreRouting)
+	r := tb.In(decode(t, b, now), packet.PreRouting)
 	tb.Confirm(&r)
 	var e Entry
 	ok := false
@@ -282,7 +281,7 @@ func TestUDPMalformedAndChecksum(t *testing.T) {
 		t.Fatalf("bad checksum in PREROUTING: %v %v", r.Info, r.Reason)
 	}
 	// Locally generated packets are not checksum-checked.
-	r := tb.In(decode(t, b, t0), xt.LocalOut)
+	r := tb.In(decode(t, b, t0), packet.LocalOut)
 	if r.Info.State != New {
 		t.Fatalf("bad checksum in OUTPUT: %v %v", r.Info, r.Reason)
 	}
@@ -372,7 +371,7 @@ func TestICMPErrors(t *testing.T) {
 func TestAttachForGeneratedPackets(t *testing.T) {
 	tb := newTable(t, nil)
 	syn := seg{dir: "c", flags: S, seq: 1, win: 100}.bytes(40000)
-	r := tb.In(decode(t, syn, t0), xt.PreRouting)
+	r := tb.In(decode(t, syn, t0), packet.PreRouting)
 	// filter INPUT rejects the SYN: REJECT's RST is RELATED in the reply
 	// direction; the SYN is dropped before confirm, so no entry remains.
 	rst, ok := tb.Attach(&r)
@@ -400,7 +399,7 @@ func TestUntrackedAndZones(t *testing.T) {
 	tb := newTable(t, nil)
 	b := udp(cli, srv, 1, 2)
 	for zone := uint16(0); zone < 3; zone++ {
-		r := tb.InZone(decode(t, b, t0), xt.PreRouting, zone)
+		r := tb.InZone(decode(t, b, t0), packet.PreRouting, zone)
 		if r.Info.State != New {
 			t.Fatalf("zone %d: %v", zone, r.Info)
 		}
@@ -412,7 +411,7 @@ func TestUntrackedAndZones(t *testing.T) {
 	}
 	// ICMPv6 neighbour discovery is never tracked.
 	ns := packettest.ICMP(packettest.ICMPOpts{Src: "fe80::1", Dst: "ff02::1:ff00:2", Type: 135})
-	if r := tb.In(decode(t, ns, t0), xt.PreRouting); r.Info.State != Untracked {
+	if r := tb.In(decode(t, ns, t0), packet.PreRouting); r.Info.State != Untracked {
 		t.Fatalf("ICMPv6 NS: %v %v", r.Info, r.Reason)
 	}
 	v6 := packettest.EchoRequest("2001:db8::1", "2001:db8::2", 3, 1, 8)
@@ -501,7 +500,7 @@ func TestGC(t *testing.T) {
 
 func TestDroppedBeforeConfirmLeavesNoEntry(t *testing.T) {
 	tb := newTable(t, nil)
-	r := tb.In(decode(t, udp(cli, srv, 1, 2), t0), xt.PreRouting)
+	r := tb.In(decode(t, udp(cli, srv, 1, 2), t0), packet.PreRouting)
 	if r.Info.State != New || tb.Count() != 1 {
 		t.Fatalf("%v count %d", r.Info, tb.Count())
 	}
@@ -518,8 +517,8 @@ func TestConfirmClash(t *testing.T) {
 	tb := newTable(t, nil)
 	// Two packets of one new UDP flow race: both get unconfirmed entries.
 	b := udp(cli, srv, 1, 2)
-	r1 := tb.In(decode(t, b, t0), xt.PreRouting)
-	r2 := tb.In(decode(t, b, t0), xt.PreRouting)
+	r1 := tb.In(decode(t, b, t0), packet.PreRouting)
+	r2 := tb.In(decode(t, b, t0), packet.PreRouting)
 	if tb.Confirm(&r1) != Accept || tb.Confirm(&r2) != Accept || r1.Conn != r2.Conn {
 		t.Fatalf("UDP clash not merged: %+v %+v", r1, r2)
 	}
@@ -530,8 +529,8 @@ func TestConfirmClash(t *testing.T) {
 	}
 	// TCP: the loser is dropped.
 	syn := seg{dir: "c", flags: S, seq: 1, win: 100}.bytes(40000)
-	r1 = tb.In(decode(t, syn, t0), xt.PreRouting)
-	r2 = tb.In(decode(t, syn, t0), xt.PreRouting)
+	r1 = tb.In(decode(t, syn, t0), packet.PreRouting)
+	r2 = tb.In(decode(t, syn, t0), packet.PreRouting)
 	if tb.Confirm(&r1) != Accept || tb.Confirm(&r2) != Drop || r2.Reason != ReasonClash {
 		t.Fatalf("TCP clash: %+v %+v", r1, r2)
 	}
@@ -547,7 +546,7 @@ func TestNAT(t *testing.T) {
 	// DNAT 10.0.0.2:80 -> 192.168.1.5:8080 at PREROUTING, then SNAT to
 	// 203.0.113.1 at POSTROUTING (the first packet binds both).
 	syn := seg{dir: "c", flags: S, seq: 1, win: 100}.bytes(40000)
-	r := tb.In(decode(t, syn, t0), xt.PreRouting)
+	r := tb.In(decode(t, syn, t0), packet.PreRouting)
 	c := r.Conn
 	if c.NATInitialized(ManipDst) {
 		t.Fatal("fresh entry already has a binding")
@@ -555,13 +554,13 @@ func TestNAT(t *testing.T) {
 	if err := c.SetNAT(ManipDst, netip.MustParseAddr("192.168.1.5"), 8080); err != nil {
 		t.Fatal(err)
 	}
-	if rw, ok := r.NAT(xt.PreRouting); !ok || rw.Addr.String() != "192.168.1.5" || rw.Port != 8080 || rw.Manip != ManipDst {
+	if rw, ok := r.NAT(packet.PreRouting); !ok || rw.Addr.String() != "192.168.1.5" || rw.Port != 8080 || rw.Manip != ManipDst {
 		t.Fatalf("DNAT rewrite %+v %v", rw, ok)
 	}
 	if err := c.SetNAT(ManipSrc, netip.MustParseAddr("203.0.113.1"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if rw, ok := r.NAT(xt.PostRouting); !ok || rw.Addr.String() != "203.0.113.1" || rw.Port != 40000 {
+	if rw, ok := r.NAT(packet.PostRouting); !ok || rw.Addr.String() != "203.0.113.1" || rw.Port != 40000 {
 		t.Fatalf("SNAT rewrite %+v %v", rw, ok)
 	}
 	if got := r.StateMask(); got != MaskNew|MaskSNAT|MaskDNAT {
@@ -582,14 +581,14 @@ func TestNAT(t *testing.T) {
 	// the original destination at POSTROUTING.
 	synack := packettest.TCP(packettest.TCPOpts{Src: "192.168.1.5", Dst: "203.0.113.1", SrcPort: 8080, DstPort: 40000,
 		Flags: S | A, Seq: 5000, Ack: 2, Window: 100})
-	r = tb.In(decode(t, synack, t0), xt.PreRouting)
+	r = tb.In(decode(t, synack, t0), packet.PreRouting)
 	if r.Info.String() != "ESTABLISHED/REPLY" {
 		t.Fatalf("reply: %v %v", r.Info, r.Reason)
 	}
-	if rw, ok := r.NAT(xt.PreRouting); !ok || rw.Addr.String() != cli || rw.Port != 40000 {
+	if rw, ok := r.NAT(packet.PreRouting); !ok || rw.Addr.String() != cli || rw.Port != 40000 {
 		t.Fatalf("reply DNAT-back %+v %v", rw, ok)
 	}
-	if rw, ok := r.NAT(xt.PostRouting); !ok || rw.Addr.String() != srv || rw.Port != 80 {
+	if rw, ok := r.NAT(packet.PostRouting); !ok || rw.Addr.String() != srv || rw.Port != 80 {
 		t.Fatalf("reply SNAT-back %+v %v", rw, ok)
 	}
 	tb.Release(&r)
@@ -598,12 +597,12 @@ func TestNAT(t *testing.T) {
 	}
 
 	// A null binding: nat chain traversed without a target.
-	r = tb.In(decode(t, udp(cli, srv, 9, 9), t0), xt.PreRouting)
+	r = tb.In(decode(t, udp(cli, srv, 9, 9), t0), packet.PreRouting)
 	r.Conn.SetNullBinding(ManipDst)
 	if !r.Conn.NATInitialized(ManipDst) || r.Conn.NATInitialized(ManipSrc) {
 		t.Fatal("null binding bits")
 	}
-	if _, ok := r.NAT(xt.PreRouting); ok {
+	if _, ok := r.NAT(packet.PreRouting); ok {
 		t.Fatal("null binding rewrites")
 	}
 	if err := r.Conn.SetNAT(ManipDst, netip.MustParseAddr("1.2.3.4"), 0); err != ErrNATDone {
@@ -614,7 +613,7 @@ func TestNAT(t *testing.T) {
 
 func TestMarkAndConnlimit(t *testing.T) {
 	tb := newTable(t, nil)
-	r := tb.In(decode(t, seg{dir: "c", flags: S, seq: 1, win: 100}.bytes(40000), t0), xt.PreRouting)
+	r := tb.In(decode(t, seg{dir: "c", flags: S, seq: 1, win: 100}.bytes(40000), t0), packet.PreRouting)
 	c := r.Conn
 	c.SetMark(0xf0)
 	if got := c.XorMark(0x0f, 0x03); got != 0xf3 || c.Mark() != 0xf3 {
@@ -700,7 +699,7 @@ func TestConcurrent(t *testing.T) {
 				b := pkts[(n*7+g)%len(pkts)]
 				p.Decode(b)
 				p.TimeNS = t0 + int64(n)*int64(time.Second)/10
-				r := tb.In(&p, xt.PreRouting)
+				r := tb.In(&p, packet.PreRouting)
 				if r.Conn != nil {
 					r.Conn.XorMark(0, uint32(g))
 					_ = r.Conn.TCPState()

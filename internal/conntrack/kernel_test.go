@@ -13,7 +13,6 @@ import (
 
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
-	"github.com/uptables/uptables/internal/xt"
 )
 
 // The kernel oracle: testdata/kernel/scenarios.txt was replayed by
@@ -250,7 +249,7 @@ func TestKernelOracle(t *testing.T) {
 					t.Fatalf("pkt %d: decode status %v", i+1, s)
 				}
 				p.TimeNS = now
-				r := tb.In(&p, xt.PreRouting)
+				r := tb.In(&p, packet.PreRouting)
 				got := r.Info.String()
 				if r.Verdict == Drop {
 					got = "DROP"

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 
 	"github.com/uptables/uptables/internal/packet"
-	"github.com/uptables/uptables/internal/xt"
 )
 
 // pkt is the part of a packet the trackers look at, read straight from the
@@ -20,7 +19,7 @@ type pkt struct {
 	tcp   tcpSeg
 }
 
-func (t *Table) parse(p *packet.Packet, hook xt.Hook, zone uint16, k *pkt) Reason {
+func (t *Table) parse(p *packet.Packet, hook packet.Hook, zone uint16, k *pkt) Reason {
 	if p.Status == packet.BadL3 || p.Status == packet.Fragment || p.FragOff != 0 {
 		// Fragments are reassembled before conntrack in the kernel
 		// (priority -400); a fragment reaching us has no L4 header.
@@ -36,7 +35,7 @@ func (t *Table) parse(p *packet.Packet, hook xt.Hook, zone uint16, k *pkt) Reaso
 	k.data = p.Data[:end]
 	k.l4 = k.data[p.L4Off:]
 	k.v6 = p.Version == 6
-	k.check = hook == xt.PreRouting && !t.cfg.NoChecksum
+	k.check = hook == packet.PreRouting && !t.cfg.NoChecksum
 	k.tuple = Tuple{Src: p.Src, Dst: p.Dst, Proto: p.Proto, Zone: zone}
 	switch {
 	case hasPorts(p.Proto):

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/packet"
-	"github.com/uptables/uptables/internal/xt"
 )
 
 // node is one direction of a connection in a hash chain (nf_conntrack_tuple_hash).
@@ -435,14 +434,14 @@ func (t *Table) earlyDrop(tu *Tuple, now int64) bool {
 
 // In is the conntrack hook (nf_conntrack_in) at PREROUTING or OUTPUT,
 // priority -200, in zone 0. See InZone.
-func (t *Table) In(p *packet.Packet, hook xt.Hook) Result { return t.InZone(p, hook, 0) }
+func (t *Table) In(p *packet.Packet, hook packet.Hook) Result { return t.InZone(p, hook, 0) }
 
 // InZone looks up or creates the packet's connection in the given zone (CT
 // --zone), runs the protocol tracker and returns the packet's conntrack
 // (spec §2). hook decides whether checksums are verified (PREROUTING only).
 // p.TimeNS is the clock. A new connection is returned unconfirmed; it enters
 // the table at Confirm. Allocation-free in steady state.
-func (t *Table) InZone(p *packet.Packet, hook xt.Hook, zone uint16) Result {
+func (t *Table) InZone(p *packet.Packet, hook packet.Hook, zone uint16) Result {
 	var k pkt
 	if r := t.parse(p, hook, zone, &k); r != ReasonNone {
 		t.stats.Invalid.Add(1)

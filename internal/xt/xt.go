@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+
+	"github.com/uptables/uptables/internal/packet"
 )
 
 // Family is the address family of a rule set: iptables (IPv4) or ip6tables.
@@ -27,37 +29,22 @@ const (
 	IPv6 Family = 6
 )
 
-// Hook is a netfilter hook point, numbered as the kernel numbers them.
-type Hook uint8
+// Hook is a netfilter hook point (defined in package packet, below
+// conntrack, so that every layer can name hooks).
+type Hook = packet.Hook
 
+// The hooks, as the kernel numbers them.
 const (
-	PreRouting Hook = iota
-	LocalIn
-	Forward
-	LocalOut
-	PostRouting
-	NumHooks
+	PreRouting  = packet.PreRouting
+	LocalIn     = packet.LocalIn
+	Forward     = packet.Forward
+	LocalOut    = packet.LocalOut
+	PostRouting = packet.PostRouting
+	NumHooks    = packet.NumHooks
 )
 
-var hookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
-
-// String returns the built-in chain name of the hook.
-func (h Hook) String() string {
-	if int(h) < len(hookNames) {
-		return hookNames[h]
-	}
-	return fmt.Sprintf("hook%d", uint8(h))
-}
-
 // HookByChain maps a built-in chain name to its hook.
-func HookByChain(name string) (Hook, bool) {
-	for i, n := range hookNames {
-		if n == name {
-			return Hook(i), true
-		}
-	}
-	return 0, false
-}
+func HookByChain(name string) (Hook, bool) { return packet.HookByChain(name) }
 
 // HookMask is a set of hooks (bit 1<<Hook).
 type HookMask uint8
