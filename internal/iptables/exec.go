@@ -87,18 +87,20 @@ func noChain() *Error { return plain("No chain/target/match by that name.") }
 // apply changes n (a private clone) according to cmd.
 func apply(n *ruleset.Ruleset, cmd *Command) error {
 	c := cmd.Cmd &^ (CmdList | CmdListRules)
-	if c == CmdFlush || c == CmdZero || c == CmdZeroNum || c == CmdDeleteChain {
+	switch c {
+	case CmdDelete:
 		if n.Table(cmd.Table) == nil {
-			if cmd.Chain == "" {
-				return nil
-			}
-			if t, _ := ruleset.NewTable(cmd.Table); t.Chain(cmd.Chain) == nil {
-				return noChain()
-			}
-			if c == CmdDeleteChain {
-				return &Error{Kind: KindKernel, Op: "CHAIN_DEL", Object: "chain " + cmd.Chain, Errno: syscall.EBUSY}
-			}
-			return nil
+			return plain("Bad rule (does a matching rule exist in that chain?).")
+		}
+	case CmdDeleteNum, CmdReplace, CmdRenameChain:
+		// nft: these never create the table; on a table that does not
+		// exist yet every chain is missing.
+		if n.Table(cmd.Table) == nil {
+			return noChain()
+		}
+	case CmdDeleteChain:
+		if n.Table(cmd.Table) == nil && cmd.Chain != "" {
+			return noChain()
 		}
 	}
 	t, _ := n.EnsureTable(cmd.Table)
@@ -234,10 +236,7 @@ func apply(n *ruleset.Ruleset, cmd *Command) error {
 			e.Hint = "a built-in chain's policy is ACCEPT or DROP"
 			return e
 		}
-		ch.Policy = v
-		if cmd.SetCounters != nil {
-			ch.Counters = *cmd.SetCounters
-		}
+		ch.Policy = v // nft ignores -c with -P
 	default:
 		return paramf("no command specified")
 	}

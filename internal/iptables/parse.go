@@ -258,7 +258,7 @@ func (p *parser) addCommand(c Cmd, others Cmd) error {
 		return paramf("unexpected '!' flag")
 	}
 	if p.cmd.Cmd&^others != 0 {
-		return paramf("Cannot use -" + string(cmdLetter(c)) + " with -" + string(cmdLetter(p.cmd.Cmd)) + "\n")
+		return paramf("Cannot use -" + string(cmdLetter(c)) + " with -" + string(cmdLetter(p.cmd.Cmd)))
 	}
 	p.cmd.Cmd |= c
 	return nil
@@ -665,13 +665,13 @@ func (p *parser) command(c byte, r gotResult) error {
 			return err
 		}
 		if r.arg != "" && (r.arg[0] == '-' || r.arg[0] == '!') {
-			return paramf("chain name not allowed to start with `" + r.arg[:1] + "'\n")
+			return paramf("chain name not allowed to start with `" + r.arg[:1] + "'")
 		}
 		if _, std := ruleset.IsStandardTarget(r.arg); std {
-			return paramf("chain name may not clash with target name\n")
+			return paramf("chain name may not clash with target name")
 		}
 		if _, ok := p.reg.Target(r.arg); ok {
-			return paramf("chain name may not clash with target name\n")
+			return paramf("chain name may not clash with target name")
 		}
 		cmd.Chain = r.arg
 	case 'X':
@@ -836,6 +836,11 @@ func (p *parser) finish() error {
 		if !legal {
 			return paramf("Illegal option `-" + string(optLetters[i]) + "' with this command")
 		}
+	}
+	if cmd.Table == "nat" && (cmd.Policy == "DROP" || (p.kind == ruleset.TargetVerdict && p.verdict == ruleset.Drop)) {
+		e := paramf("\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n")
+		e.Hint = "filter in the filter table (or mangle/raw); nat rules only choose address translations"
+		return e
 	}
 	if len(cmd.Chain) >= 29 {
 		return paramf("chain name `" + cmd.Chain + "' too long (must be under 29 chars)")

@@ -48,7 +48,7 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		inTable   bool
 		lineNo    int
 		pending   []pendingRule
-		jumpCheck []pendingRule
+		jumpErr   *Error // a jump to a chain missing when its line was read
 		flushed   = map[string]bool{}
 	)
 	for sc.Scan() {
@@ -78,16 +78,13 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			return nil, &Error{Kind: KindPlain, Line: lineNo}
 		}
 		if trimmed == "COMMIT" || strings.HasPrefix(trimmed, "COMMIT ") {
-			// nft checks jump targets when the batch is built at COMMIT.
-			t := work.Table(table)
-			for _, p := range jumpCheck {
-				if t.Chain(p.rule.Chain) == nil {
-					e := chainMissing(p.rule.Chain)
-					e.Line = lineNo
-					return nil, e
-				}
+			// iptables-restore reports a jump to a chain that did not
+			// exist when the rule was read at the COMMIT line (even if the
+			// chain is declared later in the same table).
+			if jumpErr != nil {
+				jumpErr.Line = lineNo
+				return nil, jumpErr
 			}
-			jumpCheck = jumpCheck[:0]
 			inTable = false
 			continue
 		}
@@ -109,7 +106,9 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			}
 			trimmed = trimmed[end+1:]
 		}
-		words, err := SplitRestore(trimmed)
+		// The real reader keeps the newline of the line it read, so an
+		// unterminated quote swallows it into the last word.
+		words, err := SplitRestore(trimmed + "\n")
 		if err != nil {
 			return nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Unterminated quote"}
 		}
@@ -138,8 +137,8 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			for _, r := range cmd.Rules {
 				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: "RULE_APPEND"}
 				pending = append(pending, p)
-				if r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto {
-					jumpCheck = append(jumpCheck, p)
+				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && t.Chain(r.Chain) == nil {
+					jumpErr = chainMissing(r.Chain)
 				}
 			}
 			continue

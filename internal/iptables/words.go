@@ -112,7 +112,10 @@ func SplitRestore(s string) ([]string, error) {
 		}
 	}
 	if quoted {
-		return nil, errors.New("unterminated quote")
+		// iptables-restore accepts this: the word runs to the end of the
+		// line (including the newline the caller passed).
+		words = append(words, string(cur))
+		return words, nil
 	}
 	if inWord {
 		words = append(words, string(cur))

@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"fmt"
+	"net/netip"
 	"syscall"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -134,6 +135,11 @@ func (v *Validator) Add(table, chain string, r *Rule) error {
 	if r.Kind == TargetVerdict && r.Verdict == Queue {
 		return fail(&xt.KernelError{Errno: syscall.ENOENT, Why: "QUEUE is not supported by nf_tables"})
 	}
+	// nft cannot express a negated match on a zero-length prefix
+	// (`! -s 0/0`); the kernel refuses the payload expression.
+	if (r.InvSrc && r.SrcMask.IsValid() && isZero(r.SrcMask)) || (r.InvDst && r.DstMask.IsValid() && isZero(r.DstMask)) {
+		return fail(&xt.KernelError{Errno: syscall.EINVAL, Why: "negated match on a /0 address"})
+	}
 	if err := v.checkRule(table, cs.hooks, r); err != nil {
 		return fail(err)
 	}
@@ -142,12 +148,15 @@ func (v *Validator) Add(table, chain string, r *Rule) error {
 		if dst == nil {
 			return fail(&xt.KernelError{Errno: syscall.ENOENT, Why: "jump to missing chain " + r.Chain})
 		}
+		// Record the edge first so that a jump to the chain itself (or
+		// back up the path) is seen as the loop it is.
+		cs.jumps = append(cs.jumps, r.Chain)
 		if cs.depth >= 0 {
 			if err := v.propagate(ts, dst, cs.depth+1, cs.hooks); err != nil {
+				cs.jumps = cs.jumps[:len(cs.jumps)-1]
 				return fail(err)
 			}
 		}
-		cs.jumps = append(cs.jumps, r.Chain)
 	}
 	if len(r.Matches) > 0 || r.Kind == TargetExt {
 		cs.ext = append(cs.ext, r)
@@ -206,4 +215,13 @@ func asKernel(err error) error {
 		return err
 	}
 	return &xt.KernelError{Errno: syscall.EINVAL, Why: err.Error()}
+}
+
+func isZero(a netip.Addr) bool {
+	for _, b := range a.AsSlice() {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
 }
