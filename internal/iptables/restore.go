@@ -44,12 +44,12 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), MaxRestoreLine)
 	var (
-		table     string
-		inTable   bool
-		lineNo    int
-		pending   []pendingRule
-		jumpErr   *Error // a jump to a chain missing when its line was read
-		flushed   = map[string]bool{}
+		table   string
+		inTable bool
+		lineNo  int
+		pending []pendingRule
+		jumpErr *Error // a jump to a chain missing when its line was read
+		flushed = map[string]bool{}
 	)
 	for sc.Scan() {
 		lineNo++
