@@ -1,6 +1,11 @@
 package xt
 
-import "github.com/uptables/uptables/internal/packet"
+import (
+	"net/netip"
+
+	"github.com/uptables/uptables/internal/conntrack"
+	"github.com/uptables/uptables/internal/packet"
+)
 
 // Ctx is the per-packet context the engine hands to matches and targets.
 // It is owned by the goroutine processing the packet and reused from packet
@@ -19,6 +24,21 @@ type Ctx struct {
 	Queue QueueInfo
 	// Table and Chain name where the current rule lives (LOG, TRACE, trace).
 	Table, Chain string
+
+	// CT is the packet's conntrack as attached at PREROUTING/OUTPUT: Conn is
+	// nil for INVALID and UNTRACKED packets, and before the conntrack hook
+	// ran (raw table). CT.Info.State is what -m state tests.
+	CT conntrack.Result
+	// Conntrack is the engine's connection table; nil while no rule of the
+	// ruleset needs tracking (as in a fresh kernel namespace).
+	Conntrack *conntrack.Table
+	// NoTrack is set by NOTRACK / CT --notrack in raw: conntrack leaves the
+	// packet UNTRACKED. Zone is set by CT --zone.
+	NoTrack bool
+	Zone    uint16
+	// Trace is set by TRACE: the engine's tracer then reports every rule
+	// this packet visits.
+	Trace bool
 }
 
 // PacketMatcher is implemented by a configured match that can test packets
@@ -86,6 +106,9 @@ type Env struct {
 	Named NamedState
 	// Rand is a seeded random source (statistic, hash seeds).
 	Rand func() uint32
+	// IfaceAddr returns the primary IPv4/IPv6 address of an interface
+	// (MASQUERADE, REDIRECT, addrtype); ok is false when unknown.
+	IfaceAddr func(iface string, fam Family) (netip.Addr, bool)
 }
 
 // NamedState is a registry of named shared objects owned by the engine.
