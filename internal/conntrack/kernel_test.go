@@ -3,7 +3,6 @@ package conntrack
 import (
 	"bufio"
 	"encoding/binary"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -152,17 +151,19 @@ func buildOracle(side string, w []string, sent [][]byte) []byte {
 		if side == "s" {
 			sp, dp = num(kv, "sport", 80), num(kv, "dport", 40000)
 		}
-		return packettest.TCP(packettest.TCPOpts{Src: src, Dst: dst, SrcPort: uint16(sp), DstPort: uint16(dp), Flags: flags,
+		b := packettest.TCP(packettest.TCPOpts{Src: src, Dst: dst, SrcPort: uint16(sp), DstPort: uint16(dp), Flags: flags,
 			Seq: uint32(num(kv, "seq", 0)), Ack: uint32(num(kv, "ack", 0)), Window: uint16(num(kv, "win", 64240)),
 			Options: tcpOptBytes(kv["opts"]), Payload: []byte(strings.Repeat("x", num(kv, "len", 0))), IP: ipo})
+		return badsum(kv, b, 20+16)
 	case "udp":
 		kv := parseKV(w[1:])
 		sp, dp := num(kv, "sport", 40000), num(kv, "dport", 53)
 		if side == "s" {
 			sp, dp = num(kv, "sport", 53), num(kv, "dport", 40000)
 		}
-		return packettest.UDP(packettest.UDPOpts{Src: src, Dst: dst, SrcPort: uint16(sp), DstPort: uint16(dp),
+		b := packettest.UDP(packettest.UDPOpts{Src: src, Dst: dst, SrcPort: uint16(sp), DstPort: uint16(dp),
 			Payload: []byte(strings.Repeat("u", num(kv, "len", 4))), IP: ipo})
+		return badsum(kv, b, 20+6)
 	case "icmp":
 		kv := parseKV(w[1:])
 		return packettest.ICMP(packettest.ICMPOpts{Src: src, Dst: dst, Type: uint8(num(kv, "type", 8)), Code: uint8(num(kv, "code", 0)),
@@ -180,6 +181,14 @@ func buildOracle(side string, w []string, sent [][]byte) []byte {
 			Payload: q[:28], IP: ipo})
 	}
 	panic("unknown proto " + w[0])
+}
+
+// badsum spoils the L4 checksum at off as oracle.py does (XOR 0x5555).
+func badsum(kv map[string]string, b []byte, off int) []byte {
+	if _, ok := kv["badsum"]; ok {
+		binary.BigEndian.PutUint16(b[off:], binary.BigEndian.Uint16(b[off:])^0x5555)
+	}
+	return b
 }
 
 func listing(tb *Table, now int64) []string {
@@ -276,6 +285,3 @@ func TestKernelOracle(t *testing.T) {
 		})
 	}
 }
-
-var _ = binary.BigEndian
-var _ = fmt.Sprint

@@ -150,7 +150,7 @@ def build(side, words, sent):
         hl = 20 + len(opts)
         seg = struct.pack("!HHIIBBHHH", sp, dp, int(kv.get("seq", 0)), int(kv.get("ack", 0)),
                           (hl // 4) << 4, flags, int(kv.get("win", 64240)), 0, 0) + opts + payload
-        c = csum(pseudo(src, dst, 6, len(seg)) + seg)
+        c = csum(pseudo(src, dst, 6, len(seg)) + seg) ^ (0x5555 if "badsum" in kv else 0)
         seg = seg[:16] + struct.pack("!H", c) + seg[18:]
         return ip(src, dst, 6, seg, len(sent) + 1), dst
     if proto == "udp":
@@ -160,7 +160,7 @@ def build(side, words, sent):
             sp, dp = int(kv.get("sport", 53)), int(kv.get("dport", 40000))
         payload = b"u" * int(kv.get("len", 4))
         d = struct.pack("!HHHH", sp, dp, 8 + len(payload), 0) + payload
-        c = csum(pseudo(src, dst, 17, len(d)) + d) or 0xFFFF
+        c = (csum(pseudo(src, dst, 17, len(d)) + d) or 0xFFFF) ^ (0x5555 if "badsum" in kv else 0)
         d = d[:6] + struct.pack("!H", c) + d[8:]
         return ip(src, dst, 17, d, len(sent) + 1), dst
     if proto == "icmp":
