@@ -33,7 +33,7 @@ func (m *dportMatch) Save(b *strings.Builder) {
 	b.WriteString(strconv.Itoa(int(m.port)))
 }
 func (m *dportMatch) List(*strings.Builder, bool) {}
-func (m *dportMatch) Matches(c *xt.Ctx) bool    { return c.P.Status == 0 && c.P.DstPort == m.port }
+func (m *dportMatch) Matches(c *xt.Ctx) bool      { return c.P.Status == 0 && c.P.DstPort == m.port }
 
 var dportSpec = &xt.MatchSpec{Name: "dport"}
 
