@@ -158,7 +158,7 @@ func ruleKey(tbl, ch string, r *ruleset.Rule) string {
 
 // compile builds the runtime of rs. prev is the ruleset being replaced (may
 // be nil): unchanged rules take over its counters and extension state.
-func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func() uint32) (*compiled, error) {
+func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func() uint32, ifaddr func(string, xt.Family) (netip.Addr, bool)) (*compiled, error) {
 	c := &compiled{rs: rs, byKey: map[string]*rule{}}
 	for _, t := range rs.Tables {
 		ti := tableIndex(t.Name)
@@ -203,7 +203,7 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 					old = prev.byKey[k]
 				}
 				cr := &cc.rules[j]
-				if err := compileRule(cr, r, rs.Family, t.Name, ch.Name, hooks[ch.Name], idx, old, named, rnd); err != nil {
+				if err := compileRule(cr, r, rs.Family, t.Name, ch.Name, hooks[ch.Name], idx, old, named, rnd, ifaddr); err != nil {
 					return nil, fmt.Errorf("%s %s rule %d: %w", t.Name, ch.Name, j+1, err)
 				}
 				cr.key = k
@@ -218,6 +218,11 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 				if r.Kind == ruleset.TargetExt && ctTargets[r.TSpec.Name] {
 					c.conntrack = true
 				}
+				// A nat table with rules needs conntrack (nft's nat chains
+				// take a conntrack reference), whatever the targets.
+				if t.Name == "nat" {
+					c.conntrack = true
+				}
 			}
 		}
 		c.tables[ti] = ct
@@ -225,7 +230,7 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 	return c, nil
 }
 
-func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks xt.HookMask, idx map[string]int, old *rule, named xt.NamedState, rnd func() uint32) error {
+func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks xt.HookMask, idx map[string]int, old *rule, named xt.NamedState, rnd func() uint32, ifaddr func(string, xt.Family) (netip.Addr, bool)) error {
 	cr.src = r
 	cr.ip = ipPart{
 		src: r.Src, srcMask: r.SrcMask, dst: r.Dst, dstMask: r.DstMask,
@@ -237,7 +242,7 @@ func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks
 		proto: r.Proto, invProto: r.InvProto,
 		frag: r.Frag, invFrag: r.InvFrag,
 	}
-	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd}
+	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd, IfaceAddr: ifaddr}
 	var oldMatches []xt.PacketMatcher
 	if old != nil {
 		oldMatches = old.matches

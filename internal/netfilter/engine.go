@@ -13,9 +13,11 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
+	"github.com/uptables/uptables/internal/conntrack"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
@@ -27,6 +29,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Seed seeds the random source handed to extensions; 0 = random.
 	Seed uint64
+	// Conntrack configures the connection table (nf_conntrack_max,
+	// timeouts, hash key...). The table is created when the first ruleset
+	// that needs tracking is loaded, and kept across reloads.
+	Conntrack conntrack.Config
+	// IfaceAddr returns an interface's primary address (MASQUERADE,
+	// REDIRECT). nil = no interface addresses are known.
+	IfaceAddr func(iface string, fam xt.Family) (netip.Addr, bool)
+	// GCBudget is how many conntrack hash-chain nodes a worker scans every
+	// 64 packets to reap expired entries (0 = 256).
+	GCBudget int
 }
 
 // Engine is the packet path. It is safe for concurrent use: each goroutine
@@ -38,6 +50,7 @@ type Engine struct {
 	mu    sync.Mutex // serialises Load
 	named *namedState
 	rnd   func() uint32
+	ct    atomic.Pointer[conntrack.Table]
 }
 
 // New returns an engine with an empty ruleset (every chain ACCEPT).
@@ -69,9 +82,16 @@ func (e *Engine) Load(rs *ruleset.Ruleset) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := compile(rs, e.cur.Load(), e.named, e.rnd)
+	c, err := compile(rs, e.cur.Load(), e.named, e.rnd, e.cfg.IfaceAddr)
 	if err != nil {
 		return err
+	}
+	if c.conntrack && e.ct.Load() == nil {
+		t, err := conntrack.NewTable(e.cfg.Conntrack)
+		if err != nil {
+			return err
+		}
+		e.ct.Store(t)
 	}
 	e.cur.Store(c)
 	e.log.Debug("ruleset loaded", "conntrack", c.conntrack)
@@ -110,6 +130,10 @@ func (e *Engine) Ruleset() *ruleset.Ruleset {
 // rule exists), as in a kernel network namespace.
 func (e *Engine) Conntrack() bool { return e.cur.Load().conntrack }
 
+// ConntrackTable returns the connection table, or nil when no ruleset
+// needing tracking has been loaded yet.
+func (e *Engine) ConntrackTable() *conntrack.Table { return e.ct.Load() }
+
 // Tracer observes traversal (replay --trace). Calls happen on the packet's
 // goroutine; implementations must not retain c.
 type Tracer interface {
@@ -124,8 +148,14 @@ type Tracer interface {
 type Worker struct {
 	e      *Engine
 	ctx    xt.Ctx
+	out    xt.Emitter
 	tracer Tracer
 	last   Decision
+	n      uint64
+	// reply is the worker that sends REJECT's replies through OUTPUT and
+	// POSTROUTING, as the kernel's ip_local_out does; replyPkt is its packet.
+	reply    *Worker
+	replyPkt packet.Packet
 }
 
 // NewWorker returns a worker whose targets emit into out.
@@ -133,13 +163,19 @@ func (e *Engine) NewWorker(out xt.Emitter) *Worker {
 	if out == nil {
 		out = discard{}
 	}
-	w := &Worker{e: e}
-	w.ctx.Out = out
+	w := &Worker{e: e, out: out}
+	w.ctx.Out = (*replyRouter)(w)
+	r := &Worker{e: e, out: out}
+	r.ctx.Out = out // a reply's own replies are not generated (RST to RST, ICMP to ICMP error)
+	w.reply = r
 	return w
 }
 
 // SetTracer installs (or with nil removes) a tracer.
-func (w *Worker) SetTracer(t Tracer) { w.tracer = t }
+func (w *Worker) SetTracer(t Tracer) {
+	w.tracer = t
+	w.reply.tracer = t
+}
 
 // Path is the way a packet crosses the host.
 type Path uint8
@@ -160,6 +196,13 @@ type Result struct {
 	// Hook and Decision tell where the final verdict was taken.
 	Hook     xt.Hook
 	Decision Decision
+	// CT is the packet's conntrack state and direction (INVALID when
+	// conntrack is off or the packet could not be tracked).
+	CT conntrack.Info
+	// Tracked reports whether conntrack was active for this packet.
+	Tracked bool
+	// Orig is the connection's original tuple when the packet had one.
+	Orig conntrack.Tuple
 }
 
 var pathHooks = [...][]xt.Hook{
@@ -168,42 +211,191 @@ var pathHooks = [...][]xt.Hook{
 	PathForward: {xt.PreRouting, xt.Forward, xt.PostRouting},
 }
 
-// hookTables lists the tables each hook runs, in priority order (spec §1.1).
-var hookTables = [xt.NumHooks][]int{
-	xt.PreRouting:  {tRaw, tMangle, tNat},
-	xt.LocalIn:     {tMangle, tFilter, tSecurity, tNat},
-	xt.Forward:     {tMangle, tFilter, tSecurity},
-	xt.LocalOut:    {tRaw, tMangle, tNat, tFilter, tSecurity},
-	xt.PostRouting: {tMangle, tNat},
+// step is one function registered at a hook, in priority order.
+type step uint8
+
+const (
+	stepRaw      step = iota // raw table, -300
+	stepCT                   // conntrack in, -200
+	stepMangle               // -150
+	stepNatDst               // nat, -100 (PREROUTING, OUTPUT)
+	stepFilter               // 0
+	stepSecurity             // 50
+	stepNatSrc               // nat, 100 (INPUT, POSTROUTING)
+	stepConfirm              // conntrack confirm, INT_MAX
+)
+
+// hookSteps lists what runs at each hook (spec §1.1, §1.3).
+var hookSteps = [xt.NumHooks][]step{
+	xt.PreRouting:  {stepRaw, stepCT, stepMangle, stepNatDst},
+	xt.LocalIn:     {stepMangle, stepFilter, stepSecurity, stepNatSrc, stepConfirm},
+	xt.Forward:     {stepMangle, stepFilter, stepSecurity},
+	xt.LocalOut:    {stepRaw, stepCT, stepMangle, stepNatDst, stepFilter, stepSecurity},
+	xt.PostRouting: {stepMangle, stepNatSrc, stepConfirm},
 }
 
+var stepTable = [...]int{stepRaw: tRaw, stepMangle: tMangle, stepNatDst: tNat, stepFilter: tFilter, stepSecurity: tSecurity, stepNatSrc: tNat}
+
 // Process runs p along path and returns the verdict. p's metadata (InIface,
-// OutIface, Mark, TimeNS) must be set by the caller; p must be decoded.
+// OutIface, Mark, TimeNS) must be set by the caller; p must be decoded and
+// its Status must not be BadL3 (the kernel drops those before netfilter).
 func (w *Worker) Process(path Path, p *packet.Packet) Result {
+	return w.process(path, p, nil)
+}
+
+func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) Result {
 	c := w.e.cur.Load()
-	w.ctx.P = p
-	w.ctx.HotDrop = false
-	w.ctx.Queue = xt.QueueInfo{}
-	for _, h := range pathHooks[path] {
-		w.ctx.Hook = h
-		for _, ti := range hookTables[h] {
-			t := c.tables[ti]
-			if t == nil {
+	x := &w.ctx
+	x.P = p
+	x.HotDrop = false
+	x.Queue = xt.QueueInfo{}
+	x.CT = conntrack.Result{}
+	x.NoTrack = false
+	x.Zone = 0
+	x.Trace = false
+	x.Conntrack = nil
+	var ct *conntrack.Table
+	if c.conntrack {
+		ct = w.e.ct.Load()
+		x.Conntrack = ct
+		if w.n++; w.n&63 == 0 {
+			b := w.e.cfg.GCBudget
+			if b == 0 {
+				b = 256
+			}
+			ct.GC(p.TimeNS, b)
+		}
+	}
+	w.last = Decision{}
+	res := Result{Verdict: xt.VerdictAccept, Tracked: ct != nil}
+	hooks := pathHooks[path]
+hooks:
+	for _, h := range hooks {
+		x.Hook = h
+		res.Hook = h
+		for _, st := range hookSteps[h] {
+			v := xt.VerdictAccept
+			switch st {
+			case stepCT:
+				if ct == nil {
+					continue
+				}
+				switch {
+				case attach != nil:
+					if r, ok := ct.Attach(attach); ok {
+						x.CT = r
+						continue
+					}
+					x.CT = ct.InZone(p, h, x.Zone)
+				case x.NoTrack:
+					x.CT = conntrack.UntrackedResult()
+				default:
+					x.CT = ct.InZone(p, h, x.Zone)
+				}
+				if x.CT.Verdict == conntrack.Drop {
+					v = xt.VerdictDrop
+				}
+			case stepConfirm:
+				if ct == nil {
+					continue
+				}
+				if ct.Confirm(&x.CT) == conntrack.Drop {
+					v = xt.VerdictDrop
+				}
+			case stepNatDst, stepNatSrc:
+				v = w.nat(c, h, ct)
+			default:
+				t := c.tables[stepTable[st]]
+				if t == nil {
+					continue
+				}
+				v = w.runTable(t, h)
+			}
+			if v == xt.VerdictAccept {
 				continue
 			}
-			v := w.runTable(t, h)
-			switch v {
-			case xt.VerdictAccept:
-				continue
-			case xt.VerdictQueue:
-				return Result{Verdict: v, Queue: w.ctx.Queue, Hook: h, Decision: w.last}
-			default:
-				return Result{Verdict: xt.VerdictDrop, Hook: h, Decision: w.last}
+			res.Verdict = v
+			if v == xt.VerdictQueue {
+				res.Queue = x.Queue
+			} else {
+				res.Verdict = xt.VerdictDrop
+			}
+			break hooks
+		}
+	}
+	res.Decision = w.last
+	res.CT = x.CT.Info
+	if x.CT.Conn != nil {
+		res.Orig = x.CT.Conn.Orig()
+	}
+	if ct != nil {
+		ct.Release(&x.CT)
+	}
+	return res
+}
+
+// nat runs the nat table for a connection's first packet and then applies
+// the connection's binding to the packet (nf_nat_inet_fn): later packets of
+// the connection, in both directions, are translated without traversing nat.
+// Packets without a connection (INVALID, UNTRACKED) never see nat.
+func (w *Worker) nat(c *compiled, h xt.Hook, ct *conntrack.Table) xt.Verdict {
+	x := &w.ctx
+	conn := x.CT.Conn
+	if ct == nil || conn == nil {
+		return xt.VerdictAccept
+	}
+	m := conntrack.ManipForHook(h)
+	if x.CT.Info.State == conntrack.New && !conn.NATInitialized(m) {
+		if t := c.tables[tNat]; t != nil {
+			if v := w.runTable(t, h); v != xt.VerdictAccept {
+				return v
+			}
+		}
+		if !conn.NATInitialized(m) {
+			conn.SetNullBinding(m)
+		}
+	}
+	if rw, ok := x.CT.NAT(h); ok {
+		p := x.P
+		if rw.Manip == conntrack.ManipSrc {
+			p.SetSrc(rw.Addr)
+			if rw.HasPort {
+				p.SetSrcPort(rw.Port)
+			}
+		} else {
+			p.SetDst(rw.Addr)
+			if rw.HasPort {
+				p.SetDstPort(rw.Port)
 			}
 		}
 	}
-	return Result{Verdict: xt.VerdictAccept, Hook: pathHooks[path][len(pathHooks[path])-1], Decision: w.last}
+	return xt.VerdictAccept
 }
+
+// replyRouter is the emitter the worker's targets see: a reply (REJECT's RST
+// or ICMP error) first crosses OUTPUT and POSTROUTING of the same ruleset,
+// attached to the offending packet's connection as RELATED (nf_ct_attach),
+// and reaches the data plane only if those chains accept it.
+type replyRouter Worker
+
+func (r *replyRouter) Reply(c *xt.Ctx, pkt []byte) {
+	w := (*Worker)(r)
+	rp := &w.replyPkt
+	if rp.Decode(pkt) == packet.BadL3 {
+		return
+	}
+	rp.InIface = ""
+	rp.OutIface = c.P.InIface
+	rp.TimeNS = c.P.TimeNS
+	rp.Mark = 0
+	off := c.CT
+	res := w.reply.process(PathOutput, rp, &off)
+	if res.Verdict == xt.VerdictAccept {
+		w.out.Reply(c, pkt)
+	}
+}
+
+func (r *replyRouter) Log(c *xt.Ctx, level uint8, line []byte) { r.out.Log(c, level, line) }
 
 type discard struct{}
 
