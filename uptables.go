@@ -27,6 +27,8 @@ package uptables
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,18 +52,33 @@ type Rules struct {
 }
 
 // LoadRules reads rules in iptables-save format ("*filter", ":INPUT DROP
-// [0:0]", "-A INPUT ...", "COMMIT"). Lines may also be plain iptables
-// commands ("-A INPUT -s 10.0.0.0/8 -j DROP", "-t nat -A ...", "-P INPUT
-// DROP", optionally preceded by "iptables"), which apply to the filter table
-// unless -t says otherwise; "#" starts a comment. Each line is parsed and
-// validated as iptables 1.8.9 would; the first error is returned with its
-// line number.
+// [0:0]", "-A INPUT ...", "COMMIT"), exactly as iptables-restore 1.8.9
+// reads them (rule counters are not restored). When the first rule line
+// does not start a table, the text is read as plain iptables commands
+// instead, one per line ("-A INPUT -s 10.0.0.0/8 -j DROP", "-t nat -A
+// ...", "-P INPUT DROP", optionally preceded by "iptables"; "#" starts a
+// comment), each parsed and validated as iptables 1.8.9 would. The first
+// error is returned with its line number.
 func LoadRules(r io.Reader) (*Rules, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 256<<20))
+	if err != nil {
+		return nil, err
+	}
 	reg := builtin.Registry()
-	rs := ruleset.New(xt.IPv4)
-	sc := bufio.NewScanner(r)
+	empty := ruleset.New(xt.IPv4)
+	if saveFormat(data) {
+		rs, err := iptables.Restore(empty, reg, bytes.NewReader(data), iptables.RestoreOptions{})
+		if err != nil {
+			if e, ok := err.(*iptables.Error); ok {
+				return nil, errors.New(e.Text("iptables-restore"))
+			}
+			return nil, err
+		}
+		return &Rules{rs: rs}, nil
+	}
+	rs := empty
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	table := ""
 	line := 0
 	for sc.Scan() {
 		line++
@@ -69,47 +86,12 @@ func LoadRules(r io.Reader) (*Rules, error) {
 		if s == "" || s[0] == '#' {
 			continue
 		}
-		var args []string
-		switch {
-		case s[0] == '*':
-			table = s[1:]
-			if _, ok := ruleset.BuiltinHooks(table); !ok {
-				return nil, fmt.Errorf("line %d: table '%s' does not exist", line, table)
-			}
-			continue
-		case s == "COMMIT":
-			table = ""
-			continue
-		case s[0] == ':':
-			f := strings.Fields(s[1:])
-			if len(f) < 2 || table == "" {
-				return nil, fmt.Errorf("line %d: bad chain line %q", line, s)
-			}
-			if _, builtin := xt.HookByChain(f[0]); builtin {
-				if f[1] == "-" {
-					continue
-				}
-				args = []string{"-P", f[0], f[1]}
-			} else {
-				args = []string{"-N", f[0]}
-			}
-		default:
-			if s[0] == '[' { // "[packets:bytes] -A ...": counters are not restored
-				if i := strings.IndexByte(s, ']'); i > 0 {
-					s = strings.TrimSpace(s[i+1:])
-				}
-			}
-			s = strings.TrimPrefix(s, "iptables ")
-			var err error
-			if args, err = iptables.SplitRestore(s); err != nil {
-				return nil, fmt.Errorf("line %d: %v", line, err)
-			}
+		s = strings.TrimPrefix(s, "iptables ")
+		args, err := iptables.SplitShell(s)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", line, err)
 		}
-		po := iptables.ParseOptions{DefaultTable: table}
-		if table != "" {
-			po.Restore = true
-		}
-		cmd, err := iptables.ParseCommand(reg, rs.Family, args, po)
+		cmd, err := iptables.ParseCommand(reg, rs.Family, args, iptables.ParseOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %v", line, err)
 		}
@@ -123,6 +105,19 @@ func LoadRules(r io.Reader) (*Rules, error) {
 		return nil, err
 	}
 	return &Rules{rs: rs}, nil
+}
+
+// saveFormat reports whether the first line that is not blank or a comment
+// starts a table ("*filter").
+func saveFormat(data []byte) bool {
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 || l[0] == '#' {
+			continue
+		}
+		return l[0] == '*'
+	}
+	return false
 }
 
 // LoadRulesFile is LoadRules on the named file.
