@@ -183,9 +183,10 @@ type Table struct {
 	gcCursor uint32
 }
 
-// Stats are counters like /proc/net/stat/nf_conntrack.
+// Stats are counters like /proc/net/stat/nf_conntrack (no per-packet
+// "found" counter: one shared atomic per packet would serialise the CPUs).
 type Stats struct {
-	Found, New, Invalid, Drop, EarlyDrop, InsertFailed, Expired atomic.Uint64
+	New, Invalid, Drop, EarlyDrop, InsertFailed, Expired atomic.Uint64
 }
 
 // NewTable builds a table. Zero config fields take the kernel defaults.
@@ -468,8 +469,6 @@ func (t *Table) InZone(p *packet.Packet, hook packet.Hook, zone uint16) Result {
 				return Result{Verdict: Drop, Reason: ReasonTableFull}
 			}
 			t.stats.New.Add(1)
-		} else {
-			t.stats.Found.Add(1)
 		}
 		info := Info{Dir: dir}
 		st := c.Status()
