@@ -41,6 +41,20 @@ func dport(p uint16) ruleset.MatchEntry {
 	return ruleset.MatchEntry{Spec: dportSpec, Match: &dportMatch{port: p}}
 }
 
+// stateSpec makes the engine switch conntrack on (any "state" rule does, as
+// in a kernel namespace); the fake never matches, so it only counts.
+type neverMatch struct{}
+
+func (neverMatch) Parse(*xt.ParseContext, string, bool, string, []string) error { return nil }
+func (neverMatch) Final(*xt.ParseContext) error                                 { return nil }
+func (neverMatch) Save(b *strings.Builder)                                      { b.WriteString(" --state INVALID") }
+func (neverMatch) List(*strings.Builder, bool)                                  {}
+func (neverMatch) Matches(*xt.Ctx) bool                                         { return false }
+
+var stateSpec = &xt.MatchSpec{Name: "state"}
+
+func stateNever() ruleset.MatchEntry { return ruleset.MatchEntry{Spec: stateSpec, Match: neverMatch{}} }
+
 type fakeReject struct{ tcpReset bool }
 
 func (f *fakeReject) Parse(*xt.ParseContext, string, bool, string, []string) error { return nil }
@@ -270,7 +284,6 @@ func pcapngBytes(t testing.TB, lt layers.LinkType, ifname string, frames []frame
 // recorder is an Observer keeping a copy of what tests look at.
 type recorder struct {
 	paths   []netfilter.Path
-	origins []Origin
 	skips   []Skip
 	ifaces  []string
 	replies []int
@@ -278,7 +291,6 @@ type recorder struct {
 
 func (r *recorder) Event(ev *Event) error {
 	r.skips = append(r.skips, ev.Skip)
-	r.origins = append(r.origins, ev.Origin)
 	if ev.Skip != SkipNone {
 		r.paths = append(r.paths, 255)
 		r.ifaces = append(r.ifaces, "")

@@ -15,9 +15,8 @@ import (
 // JSONL is an Observer that writes one JSON object per line for every
 // frame and every emitted reply (--format jsonl). Fields, in this order:
 //
-//	index     frame number (1-based, across captures); a reply has its cause's
+//	index     frame number (1-based, across captures)
 //	time      capture time, RFC 3339 with nanoseconds, UTC
-//	origin    "capture" or "reply"
 //	skipped   why the engine did not see the frame (arp, ipv6, vlan, other,
 //	          truncated, bad-ip, reject-echo); only for skipped frames
 //	echo_of   for reject-echo: the index of the packet whose reply it is
@@ -26,10 +25,11 @@ import (
 //	hooks     the hooks the packet went through (up to the one that dropped it)
 //	verdict   "ACCEPT", "DROP" or "QUEUE"
 //	rule      "table:chain:N" or "table:chain:policy" that decided, or null
-//	replies   the replies targets emitted: [{"src","dst","proto",...}]
+//	ct        conntrack state/direction ("NEW/original"), when conntrack is on
+//	tuple     the connection's original tuple, when the packet has one
+//	replies   the replies the engine sent: [{"src","dst","proto",...}]
 //
-// Conntrack state and tuple will be added as "ct" when the engine exposes
-// them per packet. Writing allocates nothing.
+// Writing allocates nothing unless conntrack is on (ct, tuple).
 type JSONL struct {
 	w   *bufio.Writer
 	buf []byte
@@ -59,12 +59,6 @@ func (j *JSONL) Event(ev *Event) error {
 	b = strconv.AppendUint(b, ev.Index, 10)
 	b = append(b, `,"time":"`...)
 	b = time.Unix(0, ev.TimeNS).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z")
-	b = append(b, `","origin":"`...)
-	if ev.Origin == Reply {
-		b = append(b, "reply"...)
-	} else {
-		b = append(b, "capture"...)
-	}
 	b = append(b, '"')
 	if ev.Skip != SkipNone {
 		b = append(b, `,"skipped":"`...)
@@ -113,6 +107,16 @@ func (j *JSONL) Event(ev *Event) error {
 		b = append(b, '"')
 	} else {
 		b = append(b, "null"...)
+	}
+	if ev.Result.Tracked {
+		b = append(b, `,"ct":"`...)
+		b = append(b, ev.Result.CT.String()...)
+		b = append(b, '"')
+		if ev.Result.Orig.Src.IsValid() {
+			b = append(b, `,"tuple":"`...)
+			b = append(b, ev.Result.Orig.String()...)
+			b = append(b, '"')
+		}
 	}
 	b = append(b, `,"replies":[`...)
 	for i, r := range ev.Replies {

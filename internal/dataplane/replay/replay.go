@@ -9,12 +9,12 @@
 // host (PREROUTING, INPUT), otherwise it was forwarded. The engine's clock is
 // the capture's timestamps, so a replay is deterministic.
 //
-// Replies that targets emit (REJECT's RST or ICMP error) are run through
-// OUTPUT and POSTROUTING, as the kernel sends them with ip_local_out. When
-// the capture was made on a host running the same rules, it also holds the
-// kernel's copy of each such reply; those copies are recognised against a
-// small bounded set of recently emitted replies and skipped, so no reply is
-// counted twice.
+// Replies that targets emit (REJECT's RST or ICMP error) cross OUTPUT and
+// POSTROUTING inside the engine, as the kernel sends them with
+// ip_local_out; those the engine lets out reach the replay. When the capture
+// was made on a host running the same rules, it also holds the kernel's copy
+// of each such reply; those copies are recognised against a small bounded
+// set of recently emitted replies and skipped, so no reply is counted twice.
 //
 // In steady state a frame costs no allocation beyond what gopacket's reader
 // does (its ZeroCopy readers allocate nothing for Ethernet captures).
@@ -42,9 +42,9 @@ const DefaultIface = "eth0"
 // can still be recognised as the kernel's copy of it (capture time).
 const DefaultEchoWindowNS = 2_000_000_000
 
-// maxPendingReplies bounds the replies one captured packet can cause
-// (a REJECT, plus a reply to that reply in OUTPUT). More are dropped and
-// counted in Stats.RepliesLost.
+// maxPendingReplies bounds the replies of one packet kept for the Event
+// (REJECT sends one; a LOG-and-REJECT chain still one). More are counted in
+// Stats.RepliesLost and still remembered for echo recognition.
 const maxPendingReplies = 4
 
 // replyBufLen holds the largest reply a target writes: an ICMPv6 error is
@@ -72,23 +72,11 @@ type Config struct {
 	EchoWindowNS int64
 }
 
-// Origin says where a packet handed to the engine came from.
-type Origin uint8
-
-const (
-	// Captured: a frame of the capture.
-	Captured Origin = iota
-	// Reply: a reply a target emitted, run through OUTPUT.
-	Reply
-)
-
-// Event describes one frame or emitted reply. It is reused: an Observer
-// must copy what it keeps.
+// Event describes one frame. It is reused: an Observer must copy what it
+// keeps.
 type Event struct {
-	// Index numbers the frames from 1 across all captures of one Replayer;
-	// a reply carries the index of the packet that caused it.
+	// Index numbers the frames from 1 across all captures of one Replayer.
 	Index  uint64
-	Origin Origin
 	TimeNS int64
 	// Skip is set for frames the engine did not see; EchoOf is the index
 	// of the packet whose reply a SkipEcho frame is.
@@ -99,15 +87,16 @@ type Event struct {
 	Path   netfilter.Path
 	Result netfilter.Result
 	// Decided is false when no table decided (Result.Decision is then
-	// meaningless): no chain on the path had rules or a policy to apply.
+	// empty): no chain on the path had rules or a policy to apply.
 	Decided bool
 	Packet  *packet.Packet
-	// Replies are the replies emitted for this packet (from the IP header
-	// on); valid during the callback only.
+	// Replies are the replies the engine sent for this packet, after they
+	// crossed OUTPUT and POSTROUTING (from the IP header on); valid during
+	// the callback only.
 	Replies [][]byte
 }
 
-// Observer is told about every frame and every emitted reply, in order.
+// Observer is told about every frame, in order.
 type Observer interface {
 	Event(ev *Event) error
 }
@@ -120,8 +109,9 @@ type Stats struct {
 	Accepted  uint64           // verdicts of captured packets
 	Dropped   uint64
 	Queued    uint64
-	Replies   uint64 // replies emitted by targets (and run through OUTPUT)
-	// RepliesLost counts replies beyond maxPendingReplies for one packet.
+	Replies   uint64 // replies sent (emitted by targets, let out by OUTPUT/POSTROUTING)
+	// RepliesLost counts replies beyond maxPendingReplies for one packet
+	// (missing from its Event only).
 	RepliesLost uint64
 	LogLines    uint64
 }
@@ -160,6 +150,7 @@ type Replayer struct {
 	logErr error
 	tr     *tracer
 	first  int64
+	last   int64
 }
 
 // New returns a Replayer driving eng.
@@ -179,6 +170,9 @@ func New(eng *netfilter.Engine, cfg Config) *Replayer {
 	}
 	return r
 }
+
+// LastTimeNS is the timestamp of the last frame replayed (0 before any).
+func (r *Replayer) LastTimeNS() int64 { return r.last }
 
 // Stats returns the counts so far.
 func (r *Replayer) Stats() Stats { return r.stats }
@@ -238,6 +232,7 @@ func (r *Replayer) Flush() error {
 // frame handles one captured frame.
 func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	r.stats.Frames++
+	r.last = ts
 	if r.stats.Frames == 1 {
 		r.first = ts
 	}
@@ -278,7 +273,13 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	p.Mark = 0
 	r.stats.Processed++
 	r.nrep = 0
-	res := r.run(path, p, Captured)
+	if r.tr != nil {
+		r.tr.begin(r.index, path, p)
+	}
+	res := r.w.Process(path, p)
+	if r.tr != nil {
+		r.tr.end(res)
+	}
 	switch res.Verdict {
 	case xt.VerdictAccept:
 		r.stats.Accepted++
@@ -287,56 +288,13 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	default:
 		r.stats.Dropped++
 	}
-	if err := r.observe(); err != nil {
-		return err
-	}
-	return r.replies(in)
-}
-
-// run processes p and fills the event.
-func (r *Replayer) run(path netfilter.Path, p *packet.Packet, o Origin) netfilter.Result {
-	if r.tr != nil {
-		r.tr.begin(r.index, o, path, p)
-	}
-	first := r.nrep
-	res := r.w.Process(path, p)
-	ev := &r.ev
-	ev.Origin, ev.Path, ev.Result, ev.Packet = o, path, res, p
-	ev.Replies = ev.Replies[:0]
-	for i := first; i < r.nrep; i++ {
+	ev.Path, ev.Result, ev.Packet = path, res, p
+	ev.Decided = res.Decision.Table != ""
+	for i := 0; i < r.nrep; i++ {
 		r.repv[i] = r.rep[i].buf[:r.rep[i].n]
 	}
-	ev.Replies = r.repv[first:r.nrep]
-	if r.tr != nil {
-		ev.Decided = r.tr.end(res)
-	} else {
-		ev.Decided = true
-	}
-	return res
-}
-
-// replies runs the replies emitted while processing the last captured
-// packet through OUTPUT and POSTROUTING, remembers them for echo
-// recognition, and handles replies those cause in turn (bounded by the
-// pending slots).
-func (r *Replayer) replies(outIface string) error {
-	for i := 0; i < r.nrep; i++ {
-		b := r.rep[i].buf[:r.rep[i].n]
-		q := &r.rpkt
-		q.Reset()
-		if q.Decode(b) == packet.BadL3 {
-			continue
-		}
-		q.TimeNS = r.pkt.TimeNS
-		q.OutIface = outIface
-		r.echo.add(q, r.index)
-		r.ev = Event{Index: r.index, TimeNS: q.TimeNS}
-		r.run(netfilter.PathOutput, q, Reply)
-		if err := r.observe(); err != nil {
-			return err
-		}
-	}
-	return nil
+	ev.Replies = r.repv[:r.nrep]
+	return r.observe()
 }
 
 func (r *Replayer) observe() error {
@@ -381,9 +339,16 @@ func (r *Replayer) ifaces(capture string) (in, out string) {
 	return in, out
 }
 
-// Reply implements xt.Emitter: the reply is copied into a pending slot.
-func (r *Replayer) Reply(_ *xt.Ctx, pkt []byte) {
+// Reply implements xt.Emitter. The engine calls it for each reply that
+// OUTPUT and POSTROUTING let out: the reply is remembered for echo
+// recognition and copied for the packet's Event.
+func (r *Replayer) Reply(c *xt.Ctx, pkt []byte) {
 	r.stats.Replies++
+	q := &r.rpkt
+	if q.Decode(pkt) != packet.BadL3 {
+		q.TimeNS = c.P.TimeNS
+		r.echo.add(q, r.index)
+	}
 	if r.nrep == maxPendingReplies || len(pkt) > replyBufLen {
 		r.stats.RepliesLost++
 		return

@@ -168,14 +168,15 @@ func TestClassification(t *testing.T) {
 }
 
 // rejectEngine: INPUT rejects tcp/23 with tcp-reset and udp/9999 with
-// icmp-port-unreachable; OUTPUT counts TCP and ICMP separately.
+// icmp-port-unreachable; OUTPUT counts TCP and ICMP separately; a "state"
+// rule turns conntrack on.
 func rejectEngine(t testing.TB) *netfilter.Engine {
 	return engine(t, filter(
 		&ruleset.Chain{Name: "INPUT", Rules: []*ruleset.Rule{
 			reject(header.ProtoTCP, true, dport(23)),
 			reject(header.ProtoUDP, false, dport(9999)),
 		}},
-		&ruleset.Chain{Name: "OUTPUT", Rules: []*ruleset.Rule{count(header.ProtoTCP), count(header.ProtoICMP)}},
+		&ruleset.Chain{Name: "OUTPUT", Rules: []*ruleset.Rule{count(header.ProtoTCP), count(header.ProtoICMP), drop(stateNever())}},
 	))
 }
 
@@ -207,8 +208,9 @@ func kernelICMP(t *testing.T, orig []byte) []byte {
 }
 
 // TestRejectEcho: the kernel's copies of REJECT's replies in the capture
-// are recognised and skipped; the replies uptables emitted went through
-// OUTPUT once; a look-alike with other fields is processed.
+// are recognised and skipped; the replies the engine sent went through
+// OUTPUT once (inside the engine); a look-alike with other fields, or one
+// arriving too late, is processed as any packet.
 func TestRejectEcho(t *testing.T) {
 	s23 := syn(client, host, 40000, 23, 1000)
 	u := udp(client, host, 5000, 9999, 11)
@@ -240,14 +242,14 @@ func TestRejectEcho(t *testing.T) {
 	if got := counters(e, "filter", "INPUT"); got[0] != 2 || got[1] != 1 {
 		t.Errorf("INPUT counters %v, want [2 1 ...]", got)
 	}
-	wantSkips := []Skip{SkipNone, SkipNone, SkipEcho, SkipNone, SkipNone, SkipEcho, SkipNone, SkipNone, SkipNone, SkipNone}
-	wantOrigin := []Origin{Captured, Reply, Captured, Captured, Reply, Captured, Captured, Captured, Reply, Captured}
+	wantSkips := []Skip{SkipNone, SkipEcho, SkipNone, SkipEcho, SkipNone, SkipNone, SkipNone}
+	wantReplies := []int{1, 0, 1, 0, 0, 1, 0}
 	if len(rec.skips) != len(wantSkips) {
 		t.Fatalf("%d events %v, want %d", len(rec.skips), rec.skips, len(wantSkips))
 	}
 	for i := range wantSkips {
-		if rec.skips[i] != wantSkips[i] || rec.origins[i] != wantOrigin[i] {
-			t.Errorf("event %d: skip %v origin %v, want %v %v", i, rec.skips[i], rec.origins[i], wantSkips[i], wantOrigin[i])
+		if rec.skips[i] != wantSkips[i] || rec.replies[i] != wantReplies[i] {
+			t.Errorf("event %d: skip %v replies %d, want %v %d", i, rec.skips[i], rec.replies[i], wantSkips[i], wantReplies[i])
 		}
 	}
 }
@@ -349,12 +351,14 @@ func TestTcpdumpCapture(t *testing.T) {
 	}
 }
 
-// TestTrace explains a packet through a jump, a LOG, a RETURN-by-end and
-// the policy, and a filter keeps other packets out.
+// TestTrace explains packets through a jump, a LOG, a RETURN-by-end, an
+// empty chain and the policy; an ACCEPT rule; a REJECT and its reply's way
+// through OUTPUT; the filter keeps the other host's packet out.
 func TestTrace(t *testing.T) {
 	rs := filter(
 		&ruleset.Chain{Name: "INPUT", Policy: ruleset.Drop, Rules: []*ruleset.Rule{
 			accept(dport(80)),
+			reject(header.ProtoTCP, true, dport(23)),
 			{Proto: header.ProtoTCP, Kind: ruleset.TargetJump, Chain: "SSH"},
 			{Kind: ruleset.TargetJump, Chain: "EMPTY"},
 		}},
@@ -366,7 +370,7 @@ func TestTrace(t *testing.T) {
 	)
 	e := engine(t, rs)
 	var out bytes.Buffer
-	f, err := ParseFilter("host 203.0.113.7 and port 22")
+	f, err := ParseFilter("src 203.0.113.0/24 and proto tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,6 +380,7 @@ func TestTrace(t *testing.T) {
 		{ip: syn(client, host, 40000, 22, 1)},
 		{ip: syn(other, host, 40000, 22, 1), at: time.Second},
 		{ip: syn(client, host, 40000, 80, 1), at: 2 * time.Second},
+		{ip: syn(client, host, 40001, 23, 1), at: 3 * time.Second},
 	}
 	if err := r.Replay(bytes.NewReader(pcapBytes(t, layers.LinkTypeEthernet, frames))); err != nil {
 		t.Fatal(err)

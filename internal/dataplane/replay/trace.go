@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/header"
+	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/ruleset"
@@ -58,6 +59,7 @@ const (
 
 type tev struct {
 	kind  tevKind
+	reply bool // part of REJECT's reply crossing OUTPUT/POSTROUTING
 	hook  xt.Hook
 	table string
 	chain string
@@ -69,16 +71,16 @@ type tev struct {
 
 type chainKey struct{ table, chain string }
 
-// tracer implements netfilter.Tracer for the replay. With no Trace it only
-// notes whether a table decided (Event.Decided).
+// tracer implements netfilter.Tracer for the replay.
 type tracer struct {
-	eng     *netfilter.Engine
-	t       *Trace
-	on      bool
-	decided bool
-	index   uint64
-	events  []tev
-	before  map[chainKey][]uint64
+	eng    *netfilter.Engine
+	t      *Trace
+	on     bool
+	pkt    *packet.Packet
+	index  uint64
+	events []tev
+	before map[chainKey][]uint64
+	reply  string // summary of the reply whose traversal was seen
 }
 
 func newTracer(eng *netfilter.Engine, t *Trace) *tracer {
@@ -90,21 +92,19 @@ func newTracer(eng *netfilter.Engine, t *Trace) *tracer {
 
 var _ netfilter.Tracer = (*tracer)(nil)
 
-func (tr *tracer) begin(index uint64, o Origin, path netfilter.Path, p *packet.Packet) {
-	tr.decided = false
+func (tr *tracer) begin(index uint64, path netfilter.Path, p *packet.Packet) {
 	tr.on = tr.t != nil && tr.t.Filter.Match(p)
 	if !tr.on {
 		return
 	}
 	tr.index = index
+	tr.pkt = p
+	tr.reply = ""
 	tr.events = tr.events[:0]
 	tr.before = snapshot(tr.eng.Ruleset())
 	b := tr.t.bw
 	b.WriteString("TRACE: #")
 	b.WriteString(strconv.FormatUint(index, 10))
-	if o == Reply {
-		b.WriteString(" reply")
-	}
 	b.WriteByte(' ')
 	b.WriteString(time.Unix(0, p.TimeNS).UTC().Format("2006-01-02T15:04:05.000000000Z"))
 	b.WriteByte(' ')
@@ -114,18 +114,29 @@ func (tr *tracer) begin(index uint64, o Origin, path netfilter.Path, p *packet.P
 	b.WriteByte('\n')
 }
 
+// isReply tells the engine's traversal of a REJECT reply (its own packet)
+// from the traced packet's, and notes the reply's description.
+func (tr *tracer) isReply(c *xt.Ctx) bool {
+	if c.P == tr.pkt {
+		return false
+	}
+	if tr.reply == "" {
+		tr.reply = Summary(c.P)
+	}
+	return true
+}
+
 // Rule implements netfilter.Tracer.
 func (tr *tracer) Rule(c *xt.Ctx, table, chain string, index int, r *ruleset.Rule) {
 	if tr.on {
-		tr.events = append(tr.events, tev{kind: tevVisit, hook: c.Hook, table: table, chain: chain, index: index, rule: r})
+		tr.events = append(tr.events, tev{kind: tevVisit, reply: tr.isReply(c), hook: c.Hook, table: table, chain: chain, index: index, rule: r})
 	}
 }
 
 // Decision implements netfilter.Tracer.
 func (tr *tracer) Decision(c *xt.Ctx, d netfilter.Decision) {
-	tr.decided = true
 	if tr.on {
-		tr.events = append(tr.events, tev{kind: tevDecision, hook: c.Hook, table: d.Table, chain: d.Chain, index: d.Rule, dec: d})
+		tr.events = append(tr.events, tev{kind: tevDecision, reply: tr.isReply(c), hook: c.Hook, table: d.Table, chain: d.Chain, index: d.Rule, dec: d})
 	}
 }
 
@@ -135,14 +146,54 @@ func (tr *tracer) log(line []byte) {
 	}
 }
 
-// end renders the explanation of the packet and reports whether a table
-// decided.
-func (tr *tracer) end(res netfilter.Result) bool {
+// end renders the explanation of the packet: its own traversal, then that
+// of the replies it caused (REJECT), each with its verdict.
+func (tr *tracer) end(res netfilter.Result) {
 	if !tr.on {
-		return tr.decided
+		return
+	}
+	all := tr.events
+	var main, reply []tev
+	for _, e := range all {
+		if e.reply {
+			reply = append(reply, e)
+		} else {
+			main = append(main, e)
+		}
 	}
 	rs := tr.eng.Ruleset()
 	after := snapshot(rs)
+	tr.events = main
+	tr.render(rs, after)
+	b := tr.t.bw
+	b.WriteString("TRACE: #")
+	b.WriteString(strconv.FormatUint(tr.index, 10))
+	b.WriteString(" verdict ")
+	b.WriteString(verdictName(res.Verdict))
+	if d := res.Decision; d.Table != "" {
+		if d.Rule == 0 {
+			fmt.Fprintf(b, " by %s:%s:policy", d.Table, d.Chain)
+		} else {
+			fmt.Fprintf(b, " by %s:%s:rule:%d", d.Table, d.Chain, d.Rule)
+		}
+	} else {
+		b.WriteString(" (no rule or policy on the path)")
+	}
+	b.WriteByte('\n')
+	if len(reply) > 0 {
+		b.WriteString("TRACE: #")
+		b.WriteString(strconv.FormatUint(tr.index, 10))
+		b.WriteString(" reply OUTPUT,POSTROUTING ")
+		b.WriteString(tr.reply)
+		b.WriteByte('\n')
+		tr.events = reply
+		tr.render(rs, after)
+	}
+	tr.events = all[:0]
+}
+
+// render writes the lines of tr.events.
+func (tr *tracer) render(rs *ruleset.Ruleset, after map[chainKey][]uint64) {
 	chains := map[chainKey]*ruleset.Chain{}
 	for _, t := range rs.Tables {
 		for _, c := range t.Chains {
@@ -279,22 +330,6 @@ func (tr *tracer) end(res netfilter.Result) bool {
 		}
 		line(e.table, e.chain, "rule", e.index, what+" "+text)
 	}
-	b.WriteString("TRACE: #")
-	b.WriteString(strconv.FormatUint(tr.index, 10))
-	b.WriteString(" verdict ")
-	b.WriteString(verdictName(res.Verdict))
-	if tr.decided {
-		d := res.Decision
-		if d.Rule == 0 {
-			fmt.Fprintf(b, " by %s:%s:policy", d.Table, d.Chain)
-		} else {
-			fmt.Fprintf(b, " by %s:%s:rule:%d", d.Table, d.Chain, d.Rule)
-		}
-	} else {
-		b.WriteString(" (no rule or policy on the path)")
-	}
-	b.WriteByte('\n')
-	return tr.decided
 }
 
 // snapshot copies the rule packet counters of every chain.
@@ -346,77 +381,8 @@ func targetName(r *ruleset.Rule) string {
 	return "?"
 }
 
-// RuleText prints r as an iptables-save line (`-A CHAIN ...`), for the
-// trace. It prints the generic part itself and each extension's own Save
-// text.
-func RuleText(chain string, r *ruleset.Rule) string {
-	var b strings.Builder
-	b.WriteString("-A ")
-	b.WriteString(chain)
-	neg := func(inv bool) {
-		if inv {
-			b.WriteString(" !")
-		}
-	}
-	if r.Src.IsValid() {
-		neg(r.InvSrc)
-		b.WriteString(" -s ")
-		b.WriteString(xt.FormatAddrMask(r.Src, r.SrcMask))
-	}
-	if r.Dst.IsValid() {
-		neg(r.InvDst)
-		b.WriteString(" -d ")
-		b.WriteString(xt.FormatAddrMask(r.Dst, r.DstMask))
-	}
-	if r.InIface != "" {
-		neg(r.InvIn)
-		b.WriteString(" -i ")
-		b.WriteString(r.InIface)
-	}
-	if r.OutIface != "" {
-		neg(r.InvOut)
-		b.WriteString(" -o ")
-		b.WriteString(r.OutIface)
-	}
-	if r.Proto != 0 {
-		neg(r.InvProto)
-		b.WriteString(" -p ")
-		b.WriteString(xt.ProtoName(r.Proto))
-	}
-	if r.Frag {
-		neg(r.InvFrag)
-		b.WriteString(" -f")
-	}
-	for _, m := range r.Matches {
-		name := m.Spec.Name
-		if m.Spec.SaveName != "" {
-			name = m.Spec.SaveName
-		}
-		b.WriteString(" -m ")
-		b.WriteString(name)
-		if m.Match != nil {
-			m.Match.Save(&b)
-		}
-	}
-	switch r.Kind {
-	case ruleset.TargetVerdict:
-		b.WriteString(" -j ")
-		b.WriteString(r.Verdict.String())
-	case ruleset.TargetJump:
-		b.WriteString(" -j ")
-		b.WriteString(r.Chain)
-	case ruleset.TargetGoto:
-		b.WriteString(" -g ")
-		b.WriteString(r.Chain)
-	case ruleset.TargetExt:
-		b.WriteString(" -j ")
-		b.WriteString(targetName(r))
-		if r.Target != nil {
-			r.Target.Save(&b)
-		}
-	}
-	return b.String()
-}
+// RuleText prints r as `iptables -S` does (`-A CHAIN ...`), for the trace.
+func RuleText(chain string, r *ruleset.Rule) string { return iptables.FormatRule(chain, r, false) }
 
 var tcpFlagNames = [...]struct {
 	bit  uint8
