@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/uptables/uptables/internal/dataplane/replay"
+	"github.com/uptables/uptables/internal/iptables"
+	"github.com/uptables/uptables/internal/netfilter"
+	"github.com/uptables/uptables/internal/ruleset"
+	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/builtin"
+)
+
+const replayUsage = `usage: uptables replay --rules RULES [--local ADDR]... [options] CAPTURE...
+
+Runs the packets of pcap/pcapng captures through RULES (iptables-save
+format) as the host with the --local addresses would see them.
+
+options:
+  --rules FILE          the ruleset, iptables-save format (required)
+  --local ADDR[/LEN]    an address of this host (repeatable): packets from it
+                        go OUTPUT/POSTROUTING, to it PREROUTING/INPUT, others
+                        are forwarded
+  --in-iface NAME       input device (default: the capture's interface name, else eth0)
+  --out-iface NAME      output device (default: the same)
+  --counters            print the ruleset with counters afterwards (iptables-save -c)
+  --log FILE|-          write LOG lines to FILE (- = standard output)
+  --recent NAME         print the recent list NAME afterwards (/proc/net/xt_recent format)
+  --format text|jsonl   text: a summary on standard error (default); jsonl: one
+                        JSON object per packet on standard output
+  --trace               explain every packet rule by rule (TRACE: lines)
+  --trace-filter EXPR   only explain packets matching EXPR: host A, src A,
+                        dst A, port N, proto P, joined by "and"
+  --seed N              seed of the engine's random source (default 1)
+`
+
+// prefixList is a repeatable --local flag.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string { return fmt.Sprint(*p) }
+func (p *prefixList) Set(s string) error {
+	x, err := replay.ParsePrefix(s)
+	if err != nil {
+		return fmt.Errorf("bad address %q", s)
+	}
+	*p = append(*p, x)
+	return nil
+}
+
+// parseInterspersed parses flags wherever they are among the positional
+// arguments, as the iptables tools accept them.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// runReplay is `uptables replay`.
+func runReplay(e *env, args []string) int {
+	fs := flag.NewFlagSet("uptables replay", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, replayUsage) }
+	var locals prefixList
+	rules := fs.String("rules", "", "")
+	fs.Var(&locals, "local", "")
+	inIface := fs.String("in-iface", "", "")
+	outIface := fs.String("out-iface", "", "")
+	counters := fs.Bool("counters", false, "")
+	logTo := fs.String("log", "", "")
+	recent := fs.String("recent", "", "")
+	format := fs.String("format", "text", "")
+	trace := fs.Bool("trace", false, "")
+	traceFilter := fs.String("trace-filter", "", "")
+	seed := fs.Uint64("seed", 1, "")
+	captures, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(e.stderr, "uptables replay: "+format+"\n", a...)
+		return code
+	}
+	switch {
+	case *rules == "":
+		return fail(2, "--rules FILE is required")
+	case len(captures) == 0:
+		return fail(2, "no capture file given")
+	case *format != "text" && *format != "jsonl":
+		return fail(2, "--format %q: want text or jsonl", *format)
+	case *traceFilter != "" && !*trace:
+		return fail(2, "--trace-filter needs --trace")
+	}
+	var filter *replay.Filter
+	if *traceFilter != "" {
+		if filter, err = replay.ParseFilter(*traceFilter); err != nil {
+			return fail(2, "%v", err)
+		}
+	}
+
+	rs, err := loadRules(*rules)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	eng := netfilter.New(netfilter.Config{Seed: *seed})
+	if err := eng.Load(rs); err != nil {
+		return fail(1, "%s: %v", *rules, err)
+	}
+	var lister replay.RecentLister
+	if *recent != "" {
+		l, ok := any(eng).(replay.RecentLister)
+		if !ok {
+			return fail(1, "%v", replay.ErrRecentUnavailable)
+		}
+		lister = l
+	}
+
+	// Everything bound for standard output shares one buffer, so that
+	// JSON lines, trace lines and LOG lines stay in packet order.
+	stdout := bufio.NewWriterSize(e.stdout, 1<<16)
+	defer stdout.Flush()
+	cfg := replay.Config{Local: locals, InIface: *inIface, OutIface: *outIface}
+	switch *logTo {
+	case "":
+	case "-":
+		cfg.Log = stdout
+	default:
+		f, err := os.Create(*logTo)
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		defer f.Close()
+		cfg.Log = f
+	}
+	var jsonl *replay.JSONL
+	if *format == "jsonl" {
+		jsonl = replay.NewJSONL(stdout)
+		cfg.Observer = jsonl
+	}
+	if *trace {
+		cfg.Trace = &replay.Trace{W: stdout, Filter: filter}
+	}
+	r := replay.New(eng, cfg)
+	var lastTime int64
+	for _, c := range captures {
+		if err := r.ReplayFile(c); err != nil {
+			stdout.Flush()
+			return fail(1, "%v", err)
+		}
+	}
+	if jsonl != nil {
+		if err := jsonl.Flush(); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	if err := r.Flush(); err != nil {
+		return fail(1, "%v", err)
+	}
+	lastTime = r.LastTimeNS()
+	if *counters {
+		// The header date is the end of the capture, so the output is
+		// reproducible; iptables-save would print the current time.
+		if err := iptables.WriteSave(stdout, eng.Ruleset(), iptables.SaveOptions{Counters: true, Now: time.Unix(0, lastTime).UTC()}); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	if lister != nil {
+		entries, ok := lister.RecentEntries(*recent)
+		if !ok {
+			stdout.Flush()
+			return fail(1, "--recent: no list named %q (no rule of the ruleset uses it)", *recent)
+		}
+		if err := replay.WriteRecentProc(stdout, entries, replay.Jiffies{BootNS: r.FirstTimeNS()}); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	if err := stdout.Flush(); err != nil {
+		return fail(1, "%v", err)
+	}
+	if *format == "text" {
+		writeSummary(e.stderr, r.Stats())
+	}
+	return 0
+}
+
+// writeSummary prints what the replay saw, on one or two lines.
+func writeSummary(w io.Writer, st replay.Stats) {
+	fmt.Fprintf(w, "%d frames: %d packets replayed (%d accepted, %d dropped, %d queued), %d replies emitted, %d LOG lines\n",
+		st.Frames, st.Processed, st.Accepted, st.Dropped, st.Queued, st.Replies, st.LogLines)
+	var parts []string
+	for k := replay.Skip(1); int(k) < len(st.Skipped); k++ {
+		if st.Skipped[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, st.Skipped[k]))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "skipped: %s\n", strings.Join(parts, ", "))
+	}
+}
+
+// loadRules reads an iptables-save file into a fresh ruleset.
+func loadRules(path string) (*ruleset.Ruleset, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), f, iptables.RestoreOptions{Counters: true})
+	if err != nil {
+		var ie *iptables.Error
+		if errors.As(err, &ie) {
+			return nil, fmt.Errorf("%s: %s", path, ie.Text("iptables-restore"))
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rs, nil
+}
