@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uptables/uptables"
+)
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// runRun is `uptables run`: enforce a rule file in front of services
+// without privileges (the TCP/UDP proxy). SIGHUP reloads the rules;
+// SIGINT/SIGTERM stop accepting and let open connections finish within
+// --shutdown-timeout.
+func runRun(e *env, args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return serveProxy(ctx, e, args, hup, nil)
+}
+
+// serveProxy runs until ctx ends; a value on reload reloads the rules.
+// ready, if set, receives the bound addresses once listening.
+func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Signal, ready func([]string)) int {
+	fs := flag.NewFlagSet("uptables run", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var routes, trusted listFlag
+	rulesFile := fs.String("rules", "", "rules `FILE` (iptables-save format, or one iptables command per line)")
+	fs.Var(&routes, "proxy", "`tcp:LISTEN=UPSTREAM` or udp:LISTEN=UPSTREAM, optionally ,send-proxy or ,send-proxy-v2 (repeatable)")
+	fs.Var(&trusted, "trusted-proxy", "`CIDR` whose connections start with a PROXY v1/v2 header (repeatable)")
+	iface := fs.String("iface", "", "interface name the rules see (default: lo for local clients, else the one holding the listen address)")
+	hold := fs.Duration("drop-hold", 0, "hold connections refused by DROP open this long before closing")
+	maxConns := fs.Int("max-conns", 1024, "most TCP connections open at once")
+	maxSessions := fs.Int("max-udp-sessions", 1024, "most UDP client sessions per route")
+	connectTO := fs.Duration("connect-timeout", 5*time.Second, "upstream connect timeout")
+	idleTO := fs.Duration("idle-timeout", 5*time.Minute, "close TCP connections idle this long")
+	udpIdle := fs.Duration("udp-idle-timeout", 30*time.Second, "end UDP sessions idle this long")
+	headerTO := fs.Duration("proxy-header-timeout", 5*time.Second, "wait this long for a PROXY header")
+	shutdownTO := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, let open connections finish this long")
+	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "uptables run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *rulesFile == "" || len(routes) == 0 {
+		fmt.Fprintln(e.stderr, "uptables run: --rules FILE and at least one --proxy tcp:LISTEN=UPSTREAM are required")
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	var prefixes []netip.Prefix
+	for _, s := range trusted {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				fmt.Fprintf(e.stderr, "uptables run: --trusted-proxy %q: %v\n", s, err)
+				return 2
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		prefixes = append(prefixes, p)
+	}
+	rules, err := uptables.LoadRulesFile(*rulesFile)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	opts := []uptables.Option{uptables.WithLogger(log), uptables.WithDropHold(*hold)}
+	if *iface != "" {
+		opts = append(opts, uptables.WithInterface(*iface))
+	}
+	if len(prefixes) > 0 {
+		opts = append(opts, uptables.WithTrustedProxies(*headerTO, prefixes...))
+	}
+	fw, err := uptables.New(rules, opts...)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	p, err := fw.ListenProxy(uptables.ProxyConfig{Routes: routes, MaxConns: *maxConns, MaxSessions: *maxSessions,
+		ConnectTimeout: *connectTO, IdleTimeout: *idleTO, UDPIdleTimeout: *udpIdle})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	if ready != nil {
+		var addrs []string
+		for _, a := range p.Addrs() {
+			addrs = append(addrs, a.String())
+		}
+		ready(addrs)
+	}
+	for {
+		select {
+		case <-reload:
+			r, err := uptables.LoadRulesFile(*rulesFile)
+			if err == nil {
+				err = fw.Reload(r)
+			}
+			if err != nil {
+				log.Error("reload failed; the old rules stay", "err", err)
+			} else {
+				log.Info("rules reloaded", "file", *rulesFile)
+			}
+		case <-ctx.Done():
+			log.Info("shutting down", "deadline", shutdownTO.String())
+			sctx, cancel := context.WithTimeout(context.Background(), *shutdownTO)
+			err := p.Shutdown(sctx)
+			cancel()
+			s := fw.Stats()
+			log.Info("stopped", "accepted", s.ConnsAccepted, "dropped", s.ConnsDropped, "reset", s.ConnsReset,
+				"closed", s.ConnsClosed, "cut", s.ConnsCut, "upstream_errors", s.UpstreamErrors)
+			if err != nil {
+				log.Warn("connections aborted at the shutdown deadline", "err", err)
+			}
+			return 0
+		}
+	}
+}
