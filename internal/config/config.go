@@ -1,0 +1,106 @@
+// Package config reads the daemon's TOML configuration (`uptables run
+// --config FILE`). Keys mirror the command-line flags; a flag given on the
+// command line wins over the file. Unknown keys are errors, so a typo is
+// never silently ignored.
+//
+//	rules = "/etc/uptables/rules.v4"
+//	mode = "nfqueue"            # or "proxy"
+//	log = "syslog"              # stdout, syslog, or a file name
+//	state_dir = "/run/uptables"
+//
+//	[nfqueue]
+//	queues = [0, 1]             # or queue_balance = "0:3"
+//	hooks = ["input", "output"] # or ["forward"]
+//	fail_closed = false
+//	mode = "exact"              # or "lifecycle"
+//	queue_maxlen = 4096
+//	rcvbuf = 16777216
+//	gso = false
+//	batch = 64
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File is the whole configuration file.
+type File struct {
+	Rules    string  `toml:"rules"`
+	Mode     string  `toml:"mode"`
+	Log      string  `toml:"log"`
+	StateDir string  `toml:"state_dir"`
+	NFQueue  NFQueue `toml:"nfqueue"`
+	// Proxy is left undecoded for the proxy mode's own keys (section
+	// [proxy]); Keys lists what it holds.
+	Proxy map[string]any `toml:"proxy"`
+}
+
+// NFQueue is the [nfqueue] section.
+type NFQueue struct {
+	Queues       []int    `toml:"queues"`
+	QueueBalance string   `toml:"queue_balance"`
+	Hooks        []string `toml:"hooks"`
+	FailClosed   bool     `toml:"fail_closed"`
+	Mode         string   `toml:"mode"`
+	QueueMaxLen  int      `toml:"queue_maxlen"`
+	RcvBuf       int      `toml:"rcvbuf"`
+	GSO          bool     `toml:"gso"`
+	Batch        int      `toml:"batch"`
+	// Set records which keys the file gave ("queues", "fail_closed"...),
+	// so that defaults and flags can be told apart from explicit values.
+	Set map[string]bool `toml:"-"`
+}
+
+// Parse decodes text (name is used in error messages).
+func Parse(name, text string) (*File, error) {
+	var f File
+	md, err := toml.Decode(text, &f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		if len(k) > 0 && k[0] == "proxy" {
+			continue
+		}
+		unknown = append(unknown, k.String())
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("%s: unknown key(s): %s", name, strings.Join(unknown, ", "))
+	}
+	f.NFQueue.Set = map[string]bool{}
+	for _, k := range md.Keys() {
+		if len(k) == 2 && k[0] == "nfqueue" {
+			f.NFQueue.Set[k[1]] = true
+		}
+	}
+	switch f.Mode {
+	case "", "nfqueue", "proxy":
+	default:
+		return nil, fmt.Errorf("%s: mode %q: want \"nfqueue\" or \"proxy\"", name, f.Mode)
+	}
+	for _, q := range f.NFQueue.Queues {
+		if q < 0 || q > 65535 {
+			return nil, fmt.Errorf("%s: nfqueue.queues: %d out of range (0-65535)", name, q)
+		}
+	}
+	if f.NFQueue.QueueMaxLen < 0 || f.NFQueue.RcvBuf < 0 || f.NFQueue.Batch < 0 {
+		return nil, fmt.Errorf("%s: nfqueue: queue_maxlen, rcvbuf and batch must not be negative", name)
+	}
+	return &f, nil
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, string(b))
+}
