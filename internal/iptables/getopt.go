@@ -18,9 +18,9 @@ type longOpt struct {
 	idx   int      // index in the extension's option list
 }
 
-// builtinOpts are iptables 1.8.9's own long options.
-func builtinOpts() []longOpt {
-	return []longOpt{
+// builtinOptTable holds iptables 1.8.9's own long options. It is never
+// modified (read-only table, like the protocol and service tables).
+var builtinOptTable = [...]longOpt{
 		{name: "append", arg: xt.RequiredArg, short: 'A'},
 		{name: "delete", arg: xt.RequiredArg, short: 'D'},
 		{name: "check", arg: xt.RequiredArg, short: 'C'},
@@ -58,7 +58,6 @@ func builtinOpts() []longOpt {
 		{name: "goto", arg: xt.RequiredArg, short: 'g'},
 		{name: "ipv4", arg: xt.NoArg, short: '4'},
 		{name: "ipv6", arg: xt.NoArg, short: '6'},
-	}
 }
 
 // shortOpts is iptables' getopt option string without the leading "-:".
@@ -100,7 +99,31 @@ type gotResult struct {
 	word   string // argv[optind-1] after the option was read
 }
 
-func (g *getopt) nextOpt(opts []longOpt) gotResult {
+// optTable is the merged option table without materialising it: the
+// built-in options, then the extensions' options newest first.
+type optTable struct {
+	exts []*extInst
+}
+
+// each calls f for every option in getopt_long search order until f
+// returns false.
+func (t optTable) each(f func(o longOpt) bool) {
+	for i := range builtinOptTable {
+		if !f(builtinOptTable[i]) {
+			return
+		}
+	}
+	for i := len(t.exts) - 1; i >= 0; i-- {
+		e := t.exts[i]
+		for j, o := range e.options() {
+			if !f(longOpt{name: o.Name, arg: o.Arg, ext: e, idx: j}) {
+				return
+			}
+		}
+	}
+}
+
+func (g *getopt) nextOpt(opts optTable) gotResult {
 	if g.next != "" {
 		return g.short(opts)
 	}
@@ -125,28 +148,29 @@ func (g *getopt) nextOpt(opts []longOpt) gotResult {
 	return g.short(opts)
 }
 
-func (g *getopt) long(opts []longOpt, w string) gotResult {
+func (g *getopt) long(opts optTable, w string) gotResult {
 	g.optind++
 	body := w[2:]
 	name, val, hasEq := strings.Cut(body, "=")
-	var found *longOpt
-	ambig := false
-	for i := range opts {
-		o := &opts[i]
+	var fv longOpt
+	have, ambig := false, false
+	opts.each(func(o longOpt) bool {
 		if !strings.HasPrefix(o.name, name) {
-			continue
+			return true
 		}
 		if len(o.name) == len(name) {
-			found, ambig = o, false
-			break
+			fv, have, ambig = o, true, false
+			return false
 		}
-		if found == nil {
-			found = o
-		} else if found.arg != o.arg || found.ext != o.ext || found.short != o.short || (found.ext != nil && found.idx != o.idx) {
+		if !have {
+			fv, have = o, true
+		} else if fv.arg != o.arg || fv.ext != o.ext || fv.short != o.short || (fv.ext != nil && fv.idx != o.idx) {
 			ambig = true
 		}
-	}
-	if found == nil || ambig {
+		return true
+	})
+	found := &fv
+	if !have || ambig {
 		return gotResult{kind: gotUnknown, word: w}
 	}
 	r := gotResult{kind: gotOpt, opt: found, short: found.short}
@@ -173,7 +197,7 @@ func (g *getopt) long(opts []longOpt, w string) gotResult {
 	return r
 }
 
-func (g *getopt) short(opts []longOpt) gotResult {
+func (g *getopt) short(opts optTable) gotResult {
 	c := g.next[0]
 	g.next = g.next[1:]
 	if !isShortOpt(c) {
@@ -181,9 +205,9 @@ func (g *getopt) short(opts []longOpt) gotResult {
 		return gotResult{kind: gotUnknown, word: g.args[g.optind-1], short: c}
 	}
 	var lo *longOpt
-	for i := range opts {
-		if opts[i].short == c && opts[i].ext == nil {
-			lo = &opts[i]
+	for i := range builtinOptTable {
+		if builtinOptTable[i].short == c {
+			lo = &builtinOptTable[i]
 			break
 		}
 	}

@@ -225,17 +225,6 @@ func ParseCommand(reg *xt.Registry, fam xt.Family, args []string, po ParseOption
 	return p.cmd, nil
 }
 
-func (p *parser) opts2list() []longOpt {
-	l := builtinOpts()
-	for i := len(p.exts) - 1; i >= 0; i-- {
-		e := p.exts[i]
-		for j, o := range e.options() {
-			l = append(l, longOpt{name: o.Name, arg: o.Arg, ext: e, idx: j})
-		}
-	}
-	return l
-}
-
 func (p *parser) setOption(bit uint32) error {
 	i := 0
 	for ; i < numOpts; i++ {
@@ -273,14 +262,8 @@ func parseRuleNumber(s string) (int, error) {
 }
 
 func (p *parser) run() error {
-	var list []longOpt
-	dirty := true
 	for {
-		if dirty {
-			list = p.opts2list()
-			dirty = false
-		}
-		r := p.g.nextOpt(list)
+		r := p.g.nextOpt(optTable{exts: p.exts})
 		switch r.kind {
 		case gotEnd:
 			if p.g.optind < len(p.g.args) {
@@ -307,7 +290,6 @@ func (p *parser) run() error {
 					e := &extInst{mspec: spec, match: spec.New(), implicit: true}
 					p.exts = append(p.exts, e)
 					p.matches = append(p.matches, e)
-					dirty = true
 					p.g.optind--
 					p.g.next = ""
 					continue
@@ -321,12 +303,8 @@ func (p *parser) run() error {
 			}
 			continue
 		}
-		loaded, err := p.builtin(r)
-		if err != nil {
+		if _, err := p.builtin(r); err != nil {
 			return err
-		}
-		if loaded {
-			dirty = true
 		}
 	}
 }
