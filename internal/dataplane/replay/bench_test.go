@@ -101,7 +101,22 @@ func BenchmarkReplay(b *testing.B) {
 	f.Close()
 	n := len(pkts)
 	pkts = nil
+	b.Run("stateless", func(b *testing.B) { benchReplay(b, benchRuleset(b), path, n) })
+	// The same 20 rules with conntrack on: the last INPUT rule becomes a
+	// (never matching) state rule, which makes the engine track every
+	// connection, as one stateful rule does in a kernel namespace.
 	rs := benchRuleset(b)
+	var in *ruleset.Chain
+	for _, c := range rs.Table("filter").Chains {
+		if c.Name == "INPUT" {
+			in = c
+		}
+	}
+	in.Rules[len(in.Rules)-1].Matches = []ruleset.MatchEntry{stateNever()}
+	b.Run("conntrack", func(b *testing.B) { benchReplay(b, rs, path, n) })
+}
+
+func benchReplay(b *testing.B, rs *ruleset.Ruleset, path string, n int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var total uint64
