@@ -39,7 +39,32 @@ type Ctx struct {
 	// Trace is set by TRACE: the engine's tracer then reports every rule
 	// this packet visits.
 	Trace bool
+
+	// L4CsumOK tells that the data plane vouches for the packet's L4
+	// checksum (the kernel's CHECKSUM_UNNECESSARY: a device verified it, or
+	// it was captured on the sending side with checksum offload, where the
+	// field holds only the pseudo-header sum). REJECT then skips its own
+	// check; otherwise it verifies the checksum as nf_reject does (except in
+	// OUTPUT, where local packets are CHECKSUM_PARTIAL) and sends nothing
+	// for a bad one. The data plane sets it per packet; default false.
+	L4CsumOK bool
+	// CPU is the index of the goroutine/worker processing the packet, the
+	// stand-in for the kernel's CPU number (NFQUEUE --queue-cpu-fanout).
+	// The data plane sets it; 0 sends every packet to the first queue, as a
+	// one-CPU machine would.
+	CPU int
+
+	// Scratch is per-worker buffer space a target may use during its Do
+	// call (REJECT builds its reply here, LOG its line). Nothing may keep a
+	// reference to it after Do returns; Emitters copy what they keep. It is
+	// part of the Ctx, so concurrent workers never share it and no target
+	// allocates. ScratchLen covers the longest reply (an ICMPv6 error of
+	// 1280 bytes) and the kernel's 1024-byte LOG line.
+	Scratch [ScratchLen]byte
 }
+
+// ScratchLen is the size of Ctx.Scratch.
+const ScratchLen = 1280
 
 // PacketMatcher is implemented by a configured match that can test packets
 // without per-rule mutable state (tcp, length, mark, ...). Matches returns
@@ -81,6 +106,16 @@ type Emitter interface {
 	Log(c *Ctx, level uint8, line []byte)
 }
 
+// NFLogger is an optional interface of an Emitter: the data plane's
+// nfnetlink_log listener. NFLOG hands it the packet (c.P) with the rule's
+// group, prefix, copy size (size < 0: the whole packet) and batching
+// threshold. An Emitter that does not implement it is the kernel's "no
+// listener on that group": NFLOG then does nothing and the packet goes on
+// to the next rule, as in the kernel. NFLog must copy what it keeps.
+type NFLogger interface {
+	NFLog(c *Ctx, group uint16, prefix string, size int, threshold uint16)
+}
+
 // PacketTarget is the runtime of a target. Do must not allocate.
 type PacketTarget interface {
 	Do(c *Ctx) Verdict
@@ -109,6 +144,11 @@ type Env struct {
 	// IfaceAddr returns the primary IPv4/IPv6 address of an interface
 	// (MASQUERADE, REDIRECT, addrtype); ok is false when unknown.
 	IfaceAddr func(iface string, fam Family) (netip.Addr, bool)
+	// RouteMTU returns the MTU of the route towards addr (TCPMSS
+	// --clamp-mss-to-pmtu takes the smaller of the routes to the packet's
+	// destination and back to its source, as the kernel does); ok false or
+	// a nil RouteMTU means the default of 1500, an Ethernet link.
+	RouteMTU func(addr netip.Addr) (mtu int, ok bool)
 }
 
 // NamedState is a registry of named shared objects owned by the engine.
