@@ -56,11 +56,13 @@ type rulesFile struct {
 	reg  *xt.Registry
 }
 
-// openRules locks FILE (flock on FILE.lock, as iptables takes the xtables
-// lock) so that concurrent uptables commands do not lose each other's
-// changes.
+// openRules takes an exclusive flock on the directory holding FILE (as
+// iptables takes the xtables lock) so that concurrent uptables commands do
+// not lose each other's changes. Locking the directory, not the file, keeps
+// the lock valid across the rename that replaces the file, and leaves no
+// lock file behind.
 func openRules(path string) (*rulesFile, error) {
-	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
