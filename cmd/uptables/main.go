@@ -32,7 +32,7 @@ func subcommands() map[string]subcommand {
 	return map[string]subcommand{
 		"save":    {runSave, "print the rule set in iptables-save format"},
 		"restore": {runRestore, "load an iptables-save file into the rule set (all or nothing)"},
-		"run":     {runRun, "enforce a rule file in front of TCP/UDP services, without privileges (proxy)"},
+		"run":     {runDispatch, "enforce a rule file: host firewall through NFQUEUE (--nfqueue, root) or TCP/UDP proxy (--proxy)"},
 		"replay":  {runReplay, "run pcap/pcapng captures through a ruleset (counters, LOG, trace, jsonl)"},
 		"gen":     {runGen, "write a capture from a traffic scenario file"},
 	}
