@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -422,4 +424,28 @@ func (n *namedState) Shared(kind, name string, create func() (any, error)) (any,
 	}
 	n.m[k] = v
 	return v, nil
+}
+
+// Shared returns the engine-wide object an extension registered under kind
+// and name (a recent list, a hashlimit table), for the control plane: the
+// CLI and replay list them, /proc-style writes edit them.
+func (e *Engine) Shared(kind, name string) (any, bool) {
+	e.named.mu.Lock()
+	defer e.named.mu.Unlock()
+	v, ok := e.named.m[kind+"\x00"+name]
+	return v, ok
+}
+
+// SharedNames lists the names registered under kind, sorted.
+func (e *Engine) SharedNames(kind string) []string {
+	e.named.mu.Lock()
+	defer e.named.mu.Unlock()
+	var out []string
+	for k := range e.named.m {
+		if kk, name, ok := strings.Cut(k, "\x00"); ok && kk == kind {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
