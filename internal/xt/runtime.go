@@ -149,6 +149,23 @@ type Env struct {
 	// destination and back to its source, as the kernel does); ok false or
 	// a nil RouteMTU means the default of 1500, an Ethernet link.
 	RouteMTU func(addr netip.Addr) (mtu int, ok bool)
+	// LocalAddrs returns the addresses configured on the host's interfaces,
+	// from which addrtype and pkttype derive what the kernel keeps in its
+	// local routing table (LOCAL and BROADCAST routes). It is called when a
+	// rule is built, so an address change needs a rebuild of the rules that
+	// use it. nil stands for a host with only its loopback interface:
+	// 127.0.0.1/8 and ::1/128 on "lo".
+	LocalAddrs func() []HostAddr
+}
+
+// HostAddr is one address of one interface, as `ip addr` shows it.
+type HostAddr struct {
+	// Iface is the interface name; "lo" is taken as the loopback device
+	// (IFF_LOOPBACK), whose whole prefix is local.
+	Iface string
+	// Prefix is the address with its on-link prefix length, not masked
+	// (192.0.2.10/24).
+	Prefix netip.Prefix
 }
 
 // NamedState is a registry of named shared objects owned by the engine.
