@@ -231,16 +231,16 @@ func (t *hashlimitTable) byteCost(e *hlEnt, pktLen int) uint64 {
 }
 
 // Consume implements HashlimitTable (hashlimit_mt_common).
-func (t *hashlimitTable) Consume(k *HashlimitKey, pktLen int, nowNS int64) (bool, bool) {
+func (t *hashlimitTable) Consume(k HashlimitKey, pktLen int, nowNS int64) (bool, bool) {
 	nowJ := Jiffy(nowNS)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.collect(nowJ)
-	b := t.bucket(k)
+	b := t.bucket(&k)
 	var e *hlEnt
 	for i := t.heads[b]; i >= 0; {
 		x := t.ent(i)
-		if x.key == *k {
+		if x.key == k {
 			e = x
 			break
 		}
@@ -252,7 +252,7 @@ func (t *hashlimitTable) Consume(k *HashlimitKey, pktLen int, nowNS int64) (bool
 			return false, false
 		}
 		e = t.ent(i)
-		*e = hlEnt{key: *k, used: true, next: t.heads[b]}
+		*e = hlEnt{key: k, used: true, next: t.heads[b]}
 		t.heads[b] = i
 		t.count++
 		t.init(e, nowJ)

@@ -60,13 +60,13 @@ func newRecentList(cfg RecentConfig, key sipKey) *recentList {
 		n = RecentListTot
 	}
 	l := &recentList{name: cfg.Name, key: key}
+	// iptables starts from an all-ones nf_inet_addr and an IPv4 --mask
+	// overwrites only its first four bytes.
+	for i := range l.mask {
+		l.mask[i] = 0xff
+	}
 	if cfg.Mask.IsValid() {
-		m := cfg.Mask.AsSlice()
-		copy(l.mask[:], m)
-	} else {
-		for i := range l.mask {
-			l.mask[i] = 0xff
-		}
+		copy(l.mask[:], cfg.Mask.AsSlice())
 	}
 	l.ents = make([]recentEnt, n)
 	l.heads = make([]int32, nextPow2(n))
@@ -244,7 +244,7 @@ func (l *recentList) update(i int32, now int64) {
 }
 
 // Apply implements RecentList with the algorithm of spec §4.2.
-func (l *recentList) Apply(q *RecentQuery) (bool, bool) {
+func (l *recentList) Apply(q RecentQuery) (bool, bool) {
 	k, fam := l.keyOf(q.Addr, true)
 	want := uint8(0)
 	if q.RTTL {

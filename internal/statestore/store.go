@@ -106,8 +106,9 @@ type RecentList interface {
 	// as xt_recent's checkentry does. It reports whether it flushed.
 	Require(ring int) bool
 	// Apply runs one packet's test atomically and returns the match result;
-	// hotdrop is true when the entry could not be created.
-	Apply(q *RecentQuery) (match, hotdrop bool)
+	// hotdrop is true when the entry could not be created. The query is
+	// passed by value so that calls through the interface do not allocate.
+	Apply(q RecentQuery) (match, hotdrop bool)
 	// Entries appends the list's entries to dst, least recently recorded
 	// first (the kernel prints in random hash-bucket order).
 	Entries(dst []RecentEntry) []RecentEntry
@@ -135,7 +136,7 @@ type HashlimitConfig struct {
 	// Size is the bucket count (0 = 8192, the kernel's value on a machine
 	// with more than 1 GiB), Max the entry cap (0 = 8*Size); both at most
 	// 1048576, Max never below Size.
-	Size, Max uint32
+	Size, Max              uint32
 	GCIntervalMS, ExpireMS uint32
 }
 
@@ -160,7 +161,7 @@ type HashlimitTable interface {
 	// is the L3 length; used in byte mode). under is true when there was
 	// enough credit (the kernel's "below the limit"); ok is false when the
 	// table is full and the key is new (the kernel hot-drops).
-	Consume(k *HashlimitKey, pktLen int, nowNS int64) (under, ok bool)
+	Consume(k HashlimitKey, pktLen int, nowNS int64) (under, ok bool)
 	// Entries calls fn for every live bucket in bucket order, after the
 	// same refill the kernel's /proc reader does, until fn returns false.
 	Entries(nowNS int64, fn func(e *HashlimitEntry) bool)

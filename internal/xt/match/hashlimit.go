@@ -1,10 +1,13 @@
 package match
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/uptables/uptables/internal/packet"
+	"github.com/uptables/uptables/internal/statestore"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -478,3 +481,150 @@ func (m *Hashlimit) Save(b *strings.Builder) { m.write(b, true) }
 
 // List implements xt.Match ("limit: up to 5/sec burst 5 mode srcip-dstport").
 func (m *Hashlimit) List(b *strings.Builder, numeric bool) { m.write(b, false) }
+
+// HashlimitRuntime is the packet-time side of one hashlimit rule. The
+// table lives in the named registry under (name, family) and its
+// configuration is that of the rule that created it; only the upto/above
+// sense is this rule's own (spec §6).
+type HashlimitRuntime struct {
+	tbl   statestore.HashlimitTable
+	cfg   statestore.HashlimitConfig
+	above bool
+	smask [16]byte
+	dmask [16]byte
+}
+
+var _ xt.MatchBuilder = (*Hashlimit)(nil)
+var _ xt.PacketMatcher = (*HashlimitRuntime)(nil)
+
+// hashlimitKind returns the registry kind of a family's tables.
+func hashlimitKind(fam xt.Family) string {
+	if fam == xt.IPv6 {
+		return NamedHashlimitKind6
+	}
+	return NamedHashlimitKind4
+}
+
+// HashlimitTableByName returns the table of that family and name if a rule
+// created it (for /proc/net/ipt_hashlimit/NAME listings).
+func HashlimitTableByName(named xt.NamedState, fam xt.Family, name string) (statestore.HashlimitTable, bool) {
+	v, err := named.Shared(hashlimitKind(fam), name, func() (any, error) { return nil, errNotCreated })
+	if err != nil {
+		return nil, false
+	}
+	t, ok := v.(statestore.HashlimitTable)
+	return t, ok
+}
+
+// Build implements xt.MatchBuilder.
+func (m *Hashlimit) Build(env *xt.Env) (xt.PacketMatcher, error) {
+	if m.RateMatch {
+		return nil, xt.Errorf("hashlimit: --hashlimit-rate-match is not supported by the uptables runtime")
+	}
+	fam := env.Family
+	if fam == 0 {
+		fam = m.family
+	}
+	f, err := StateFactory(env)
+	if err != nil {
+		return nil, err
+	}
+	cfg := statestore.HashlimitConfig{Name: m.Name, IPv6: fam == xt.IPv6, Mode: m.Mode,
+		SrcMask: m.SrcMask, DstMask: m.DstMask, Bytes: m.Bytes, Avg: m.Avg, Burst: m.Burst,
+		Size: m.Size, Max: m.Max, GCIntervalMS: m.GCInterval, ExpireMS: m.Expire}
+	v, err := stShared(env, hashlimitKind(fam), m.Name, func() (any, error) { return f.NewHashlimitTable(cfg) })
+	if err != nil {
+		return nil, err
+	}
+	t, ok := v.(statestore.HashlimitTable)
+	if !ok {
+		return nil, xt.Errorf("hashlimit: %q in the registry is a %T", m.Name, v)
+	}
+	r := &HashlimitRuntime{tbl: t, cfg: t.Config(), above: m.Above}
+	bits := psFamilyBits(fam)
+	sm, dm := int(r.cfg.SrcMask), int(r.cfg.DstMask)
+	if sm > bits {
+		sm = bits
+	}
+	if dm > bits {
+		dm = bits
+	}
+	copy(r.smask[:], xt.PrefixMask(fam, sm).AsSlice())
+	copy(r.dmask[:], xt.PrefixMask(fam, dm).AsSlice())
+	return r, nil
+}
+
+// hlPortsOffset is proto_ports_offset: where the two 16-bit "ports" are
+// in the L4 header, or -1 for protocols without them.
+func hlPortsOffset(proto uint8) int {
+	switch proto {
+	case 6, 17, 33, 50, 132, 136: // TCP, UDP, DCCP, ESP, SCTP, UDP-Lite
+		return 0
+	case 51: // AH
+		return 4
+	}
+	return -1
+}
+
+func hlMask(dst *[16]byte, a netip.Addr, m *[16]byte) {
+	if a.Is4() {
+		b := a.As4()
+		for i := 0; i < 4; i++ {
+			dst[i] = b[i] & m[i]
+		}
+		return
+	}
+	b := a.As16()
+	for i := range b {
+		dst[i] = b[i] & m[i]
+	}
+}
+
+// Matches implements xt.PacketMatcher (hashlimit_mt_common): build the key
+// from the table's mode and masks, refill and charge the key's bucket; a
+// packet whose ports cannot be read, or whose key is new while the table
+// is full, is hot-dropped.
+func (r *HashlimitRuntime) Matches(c *xt.Ctx) bool {
+	p := c.P
+	var k statestore.HashlimitKey
+	mode := r.cfg.Mode
+	if mode&HashlimitDstIP != 0 {
+		hlMask(&k.Dst, p.Dst, &r.dmask)
+	}
+	if mode&HashlimitSrcIP != 0 {
+		hlMask(&k.Src, p.Src, &r.smask)
+	}
+	if mode&(HashlimitSrcPort|HashlimitDstPort) != 0 {
+		if off := hlPortsOffset(p.Proto); off >= 0 {
+			l4 := p.L4Off
+			switch {
+			case p.Status == packet.Fragment && p.Version == 4:
+				l4 = p.HdrLen // the kernel reads the fragment's first bytes
+			case p.Status == packet.Fragment:
+				l4 = p.FragHdrOff + 8
+			case p.Status == packet.BadL3:
+				l4 = -1
+			}
+			o := l4 + off
+			if l4 < 0 || o+4 > len(p.Data) {
+				c.HotDrop = true
+				return false
+			}
+			if mode&HashlimitSrcPort != 0 {
+				k.SrcPort = uint16(p.Data[o])<<8 | uint16(p.Data[o+1])
+			}
+			if mode&HashlimitDstPort != 0 {
+				k.DstPort = uint16(p.Data[o+2])<<8 | uint16(p.Data[o+3])
+			}
+		}
+	}
+	under, ok := r.tbl.Consume(k, p.TotalLen, p.TimeNS)
+	if !ok {
+		c.HotDrop = true
+		return false
+	}
+	return under != r.above
+}
+
+// Table returns the rule's table (shared with the other rules naming it).
+func (r *HashlimitRuntime) Table() statestore.HashlimitTable { return r.tbl }

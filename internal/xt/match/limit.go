@@ -3,6 +3,7 @@ package match
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/uptables/uptables/internal/xt"
 )
@@ -207,4 +208,80 @@ func (m *Limit) List(b *strings.Builder, numeric bool) {
 	m.appendRate(b)
 	b.WriteString(" burst ")
 	b.WriteString(strconv.FormatUint(uint64(m.Burst), 10))
+}
+
+// LimitRuntime is the packet-time side of one limit rule: the nft limit
+// expression's token bucket in nanoseconds (spec §5.3). Tokens start full
+// (Burst*CostNS); each evaluation adds the time elapsed since the previous
+// one, caps at the bucket size, and takes CostNS when that many are there.
+// The bucket is shared with the rule's previous runtime across reloads
+// (env.Prev), as iptables-nft leaves unchanged rules' limits alone.
+type LimitRuntime struct {
+	cost, max int64
+	b         *limitBucket
+}
+
+// limitBucket is the mutable part (the kernel's nft_limit with its lock).
+type limitBucket struct {
+	mu      sync.Mutex
+	tokens  int64
+	last    int64
+	started bool
+}
+
+var _ xt.MatchBuilder = (*Limit)(nil)
+var _ xt.PacketMatcher = (*LimitRuntime)(nil)
+
+// Build implements xt.MatchBuilder.
+func (m *Limit) Build(env *xt.Env) (xt.PacketMatcher, error) {
+	if m.CostNS == 0 || m.BurstNS == 0 || m.BurstNS > 1<<62 {
+		return nil, xt.Errorf("limit: rate %d/%ds burst %d cannot be run", m.Rate, m.UnitSeconds, m.Burst)
+	}
+	r := &LimitRuntime{cost: int64(m.CostNS), max: int64(m.BurstNS)}
+	if p, ok := env.Prev.(*LimitRuntime); ok && p.cost == r.cost && p.max == r.max {
+		r.b = p.b
+	} else {
+		r.b = &limitBucket{tokens: r.max}
+	}
+	return r, nil
+}
+
+// Matches implements xt.PacketMatcher (nft_limit_eval for packets). Time
+// that runs backwards (out-of-order captures) adds no tokens and does not
+// move the bucket's clock back.
+func (r *LimitRuntime) Matches(c *xt.Ctx) bool {
+	now := c.P.TimeNS
+	b := r.b
+	b.mu.Lock()
+	if !b.started {
+		b.started, b.last = true, now
+	}
+	d := now - b.last
+	if d < 0 {
+		d = 0
+	} else {
+		b.last = now
+	}
+	if d > r.max {
+		d = r.max
+	}
+	tokens := b.tokens + d
+	if tokens > r.max {
+		tokens = r.max
+	}
+	ok := tokens >= r.cost
+	if ok {
+		tokens -= r.cost
+	}
+	b.tokens = tokens
+	b.mu.Unlock()
+	return ok
+}
+
+// Tokens returns the bucket's content in ns as of the last packet and the
+// bucket size (for status displays).
+func (r *LimitRuntime) Tokens() (tokens, size int64) {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	return r.b.tokens, r.max
 }

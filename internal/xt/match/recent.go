@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/uptables/uptables/internal/statestore"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -219,3 +220,152 @@ func (m *Recent) List(b *strings.Builder, numeric bool) {
 	b.WriteString(" mask: ")
 	b.WriteString(m.Mask.String())
 }
+
+// Kinds under which the stateful matches keep their shared objects in the
+// engine's xt.NamedState registry.
+const (
+	// NamedStoreKind/NamedStoreName hold the statestore.Factory the matches
+	// use; an engine registers another (Redis) there before compiling.
+	NamedStoreKind = "statestore"
+	NamedStoreName = "factory"
+	// NamedRecentKind: recent lists by name (IPv4 and IPv6 share them).
+	NamedRecentKind = "recent"
+	// NamedHashlimitKind4/6: hashlimit tables by name, per family.
+	NamedHashlimitKind4 = "hashlimit"
+	NamedHashlimitKind6 = "hashlimit6"
+)
+
+// stSeed turns the engine's 32-bit random source into the stores' 64-bit
+// one (nil stays nil: the store then draws a random key itself).
+func stSeed(env *xt.Env) func() uint64 {
+	if env == nil || env.Rand == nil {
+		return nil
+	}
+	r := env.Rand
+	return func() uint64 { return uint64(r())<<32 | uint64(r()) }
+}
+
+// StateFactory returns the store factory of env's registry, installing the
+// memory store when none is registered. Without a registry (unit tests) it
+// returns a private memory store.
+func StateFactory(env *xt.Env) (statestore.Factory, error) {
+	mk := func() (any, error) { return statestore.NewMemory(stSeed(env)), nil }
+	if env == nil || env.Named == nil {
+		return statestore.NewMemory(stSeed(env)), nil
+	}
+	v, err := env.Named.Shared(NamedStoreKind, NamedStoreName, mk)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := v.(statestore.Factory)
+	if !ok {
+		return nil, xt.Errorf("state store registered as %T is not a statestore.Factory", v)
+	}
+	return f, nil
+}
+
+// stShared fetches or creates a named object (private when no registry).
+func stShared(env *xt.Env, kind, name string, create func() (any, error)) (any, error) {
+	if env.Named == nil {
+		return create()
+	}
+	return env.Named.Shared(kind, name, create)
+}
+
+// errNotCreated makes a registry lookup fail instead of creating.
+var errNotCreated = xt.Errorf("not created")
+
+// RecentListByName returns the recent list called name, if a rule created
+// it (for `uptables recent`, the replay's --recent and /proc writes).
+func RecentListByName(named xt.NamedState, name string) (statestore.RecentList, bool) {
+	v, err := named.Shared(NamedRecentKind, name, func() (any, error) { return nil, errNotCreated })
+	if err != nil {
+		return nil, false
+	}
+	l, ok := v.(statestore.RecentList)
+	return l, ok
+}
+
+// RecentRing is the ring size a rule asks of its list: the next power of
+// two >= --hitcount, 32 without one (xt_recent's checkentry with the
+// default ip_pkt_list_tot=0).
+func RecentRing(hitcount uint32) int {
+	if hitcount == 0 {
+		return 32
+	}
+	n := 1
+	for uint32(n) < hitcount {
+		n <<= 1
+	}
+	return n
+}
+
+// RecentRuntime is the packet-time side of one recent rule. The list
+// lives in the named registry, shared by every rule naming it and kept
+// across reloads (the kernel keeps it while a rule references it).
+type RecentRuntime struct {
+	list    statestore.RecentList
+	cmd     statestore.RecentCmd
+	invert  bool
+	seconds uint32
+	hits    uint32
+	reap    bool
+	rttl    bool
+	dest    bool
+	name    string
+}
+
+var _ xt.MatchBuilder = (*Recent)(nil)
+var _ xt.PacketMatcher = (*RecentRuntime)(nil)
+
+// Build implements xt.MatchBuilder: find or create the list (its mask is
+// this rule's only if this rule creates it) and ask for this rule's ring
+// size, which flushes the list when it grows.
+func (m *Recent) Build(env *xt.Env) (xt.PacketMatcher, error) {
+	f, err := StateFactory(env)
+	if err != nil {
+		return nil, err
+	}
+	mask := m.Mask
+	if !mask.IsValid() {
+		mask = xt.PrefixMask(env.Family, psFamilyBits(env.Family))
+	}
+	v, err := stShared(env, NamedRecentKind, m.Name, func() (any, error) {
+		return f.NewRecentList(statestore.RecentConfig{Name: m.Name, Mask: mask})
+	})
+	if err != nil {
+		return nil, err
+	}
+	l, ok := v.(statestore.RecentList)
+	if !ok {
+		return nil, xt.Errorf("recent: %q in the registry is a %T", m.Name, v)
+	}
+	l.Require(RecentRing(m.HitCount))
+	return &RecentRuntime{list: l, cmd: statestore.RecentCmd(m.Command), invert: m.Invert,
+		seconds: m.Seconds, hits: m.HitCount, reap: m.Reap, rttl: m.TTL, dest: m.Dest, name: m.Name}, nil
+}
+
+// Matches implements xt.PacketMatcher (xt_recent's recent_mt). The TTL is
+// the one before forwarding: +1 when the hook has an output device and the
+// packet has no local socket.
+func (r *RecentRuntime) Matches(c *xt.Ctx) bool {
+	p := c.P
+	a := p.Src
+	if r.dest {
+		a = p.Dst
+	}
+	ttl := p.TTL
+	if p.OutIface != "" && !p.HasOwner {
+		ttl++
+	}
+	res, hot := r.list.Apply(statestore.RecentQuery{Addr: a, TTL: ttl, RTTL: r.rttl, Cmd: r.cmd,
+		Invert: r.invert, Seconds: r.seconds, Hits: r.hits, Reap: r.reap, NowNS: p.TimeNS})
+	if hot {
+		c.HotDrop = true
+		return false
+	}
+	return res
+}
+
+// List returns the rule's list (shared with the other rules naming it).
+func (r *RecentRuntime) List() statestore.RecentList { return r.list }
