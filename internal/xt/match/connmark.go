@@ -20,6 +20,7 @@ type Connmark struct {
 }
 
 var _ xt.Match = (*Connmark)(nil)
+var _ xt.PacketMatcher = (*Connmark)(nil)
 
 func newConnmarkSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "connmark", Options: markOpts.options(), New: func() xt.Match { return &Connmark{} }}
@@ -60,4 +61,13 @@ func (m *Connmark) List(b *strings.Builder, _ bool) {
 // MatchMark is the test the runtime applies to a tracked packet's ct mark.
 func (m *Connmark) MatchMark(ctmark uint32) bool {
 	return (ctmark&m.Mask == m.Value) != m.Invert
+}
+
+// Matches implements xt.PacketMatcher (connmark_mt): false for a packet
+// without a connection, before and regardless of "!".
+func (m *Connmark) Matches(c *xt.Ctx) bool {
+	if c.CT.Conn == nil {
+		return false
+	}
+	return m.MatchMark(c.CT.Conn.Mark())
 }

@@ -4,7 +4,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/uptables/uptables/internal/conntrack"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -98,6 +100,7 @@ var psCTTestNames = [...]string{"ctstate", "ctproto", "ctorigsrc", "ctorigdst", 
 	"ctorigsrcport", "ctorigdstport", "ctreplsrcport", "ctrepldstport", "ctstatus", "ctexpire", "ctdir"}
 
 var _ xt.Match = (*Conntrack)(nil)
+var _ xt.PacketMatcher = (*Conntrack)(nil)
 
 func newConntrackSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -279,3 +282,101 @@ func (m *Conntrack) Save(b *strings.Builder) { m.write(b, "--", true) }
 
 // List implements xt.Match ("ctstate NEW,DNAT ! ctproto 17 ctrepldst anywhere").
 func (m *Conntrack) List(b *strings.Builder, numeric bool) { m.write(b, "", numeric) }
+
+// Matches implements xt.PacketMatcher (conntrack_mt, revision 3). Every
+// given test must hold, each after its own "!":
+//
+//   - --ctstate: the packet's state bit, plus SNAT/DNAT when its connection
+//     has source/destination NAT (in both directions).
+//   - Without a connection (INVALID, UNTRACKED) the --ctstate test alone
+//     decides; a match without --ctstate is false, whatever its "!"s
+//     (spec §2.2: a stray FIN matched `--ctstate INVALID --ctproto 17`).
+//   - --ctdir: the packet's direction; --ctproto: the connection's L4
+//     protocol; addresses under their prefix length and ports (ICMP: the id
+//     and type<<8|code) from the ORIGINAL and REPLY tuples.
+//   - --ctstatus: any listed IPS_* bit set (so NONE never matches and
+//     `! --ctstatus NONE` always does, observed).
+//   - --ctexpire: the remaining lifetime in whole seconds at the packet's
+//     time. An entry not yet confirmed (the first packet of a connection)
+//     has 0, because the kernel stores its timeout relative until confirm
+//     (observed: a first UDP packet matches --ctexpire 0, not 1:1000).
+func (m *Conntrack) Matches(c *xt.Ctx) bool {
+	r := &c.CT
+	if m.Tests&CTTestState != 0 {
+		bits := rtStateBit(r)
+		if r.Conn != nil {
+			st := r.Conn.Status()
+			if st&conntrack.StatusSrcNAT != 0 {
+				bits |= StateSNAT
+			}
+			if st&conntrack.StatusDstNAT != 0 {
+				bits |= StateDNAT
+			}
+		}
+		if (m.StateMask&bits != 0) == (m.Inv&CTTestState != 0) {
+			return false
+		}
+	}
+	ct := r.Conn
+	if ct == nil {
+		return m.Tests&CTTestState != 0
+	}
+	if m.Tests&CTTestDir != 0 && (r.Info.Dir == conntrack.Reply) != (m.Dir == CTDirReply) {
+		return false
+	}
+	if m.Tests&(CTTestOrigSrc|CTTestOrigDst|CTTestReplSrc|CTTestReplDst|CTTestOrigSrcPort|CTTestOrigDstPort|CTTestReplSrcPort|CTTestReplDstPort) != 0 {
+		o, rp := ct.Orig(), ct.ReplyTuple()
+		if !m.addrTest(CTTestOrigSrc, o.Src, m.OrigSrc) || !m.addrTest(CTTestOrigDst, o.Dst, m.OrigDst) ||
+			!m.addrTest(CTTestReplSrc, rp.Src, m.ReplSrc) || !m.addrTest(CTTestReplDst, rp.Dst, m.ReplDst) {
+			return false
+		}
+		if !m.portTest(CTTestOrigSrcPort, o.SrcID, m.OrigSrcPort) || !m.portTest(CTTestOrigDstPort, o.DstID, m.OrigDstPort) ||
+			!m.portTest(CTTestReplSrcPort, rp.SrcID, m.ReplSrcPort) || !m.portTest(CTTestReplDstPort, rp.DstID, m.ReplDstPort) {
+			return false
+		}
+	}
+	if m.Tests&CTTestProto != 0 && (ct.Proto() == m.Proto) == (m.Inv&CTTestProto != 0) {
+		return false
+	}
+	if m.Tests&CTTestStatus != 0 && (uint32(ct.Status())&uint32(m.StatusMask) != 0) == (m.Inv&CTTestStatus != 0) {
+		return false
+	}
+	if m.Tests&CTTestExpire != 0 {
+		var secs uint64
+		if ct.Status()&conntrack.StatusConfirmed != 0 {
+			secs = uint64(ct.Timeout(c.P.TimeNS) / time.Second)
+		}
+		in := secs >= uint64(m.ExpireMin) && secs <= uint64(m.ExpireMax)
+		if in == (m.Inv&CTTestExpire != 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// addrTest is one address test: true when the test is absent or holds.
+func (m *Conntrack) addrTest(bit uint16, a netip.Addr, want CTAddr) bool {
+	if m.Tests&bit == 0 {
+		return true
+	}
+	return rtPrefixEqual(a, want.Addr, want.Bits) != (m.Inv&bit != 0)
+}
+
+// portTest is one port (tuple id) test.
+func (m *Conntrack) portTest(bit uint16, id uint16, r PortRange) bool {
+	if m.Tests&bit == 0 {
+		return true
+	}
+	return r.Contains(id) != (m.Inv&bit != 0)
+}
+
+// rtPrefixEqual reports whether a and b agree on their first bits bits
+// (conntrack_addrcmp); addresses of different families never do.
+func rtPrefixEqual(a, b netip.Addr, bits int) bool {
+	if a.BitLen() != b.BitLen() || bits < 0 || bits > a.BitLen() {
+		return false
+	}
+	pa, err1 := a.Prefix(bits)
+	pb, err2 := b.Prefix(bits)
+	return err1 == nil && err2 == nil && pa == pb
+}

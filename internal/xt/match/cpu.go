@@ -7,9 +7,8 @@ import (
 	"github.com/uptables/uptables/internal/xt"
 )
 
-// cpu (xt_cpu): --cpu N matches packets processed on CPU N. uptables has no
-// notion of the processing CPU, so there is no packet test; the runtime must
-// decide which CPU number a worker stands for.
+// cpu (xt_cpu): --cpu N matches packets processed on CPU N. In uptables the
+// data plane's worker index (Ctx.CPU) stands for the CPU number.
 
 var cpuOpts = optTable{
 	{name: "cpu", id: 0, arg: xt.RequiredArg, flags: optMand | optInvert},
@@ -23,6 +22,7 @@ type CPU struct {
 }
 
 var _ xt.Match = (*CPU)(nil)
+var _ xt.PacketMatcher = (*CPU)(nil)
 
 func newCPUSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "cpu", Options: cpuOpts.options(), New: func() xt.Match { return &CPU{} }}
@@ -55,4 +55,13 @@ func (m *CPU) List(b *strings.Builder, _ bool) {
 	b.WriteString(" cpu")
 	saveNot(b, m.Invert)
 	b.WriteString(" " + strconv.FormatUint(uint64(m.CPU), 10))
+}
+
+// Matches implements xt.PacketMatcher (cpu_mt): the worker index the data
+// plane put in Ctx.CPU stands for the kernel's processing CPU, so a rule set
+// that spreads work with `--cpu N` (one rule per CPU, e.g. to NFQUEUE or
+// REDIRECT per worker) behaves as on an N-CPU machine; with a single worker
+// every packet is on CPU 0.
+func (m *CPU) Matches(c *xt.Ctx) bool {
+	return (c.CPU >= 0 && uint64(c.CPU) == uint64(m.CPU)) != m.Invert
 }

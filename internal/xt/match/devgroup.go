@@ -1,6 +1,7 @@
 package match
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -40,8 +41,9 @@ type DevGroup struct {
 }
 
 var (
-	_ xt.Match   = (*DevGroup)(nil)
-	_ xt.Checker = (*DevGroup)(nil)
+	_ xt.Match        = (*DevGroup)(nil)
+	_ xt.Checker      = (*DevGroup)(nil)
+	_ xt.MatchBuilder = (*DevGroup)(nil)
 )
 
 func newDevGroupSpec() *xt.MatchSpec {
@@ -144,4 +146,13 @@ func (m *DevGroup) MatchGroups(in, out uint32) bool {
 		return false
 	}
 	return true
+}
+
+// Build implements xt.MatchBuilder by refusing: the test needs the device
+// group number of the packet's interfaces (`ip link set DEV group N`), which
+// uptables' data planes do not carry; assuming the default group 0 would
+// make `--src-group`/`--dst-group` rules silently wrong on hosts that use
+// groups.
+func (m *DevGroup) Build(*xt.Env) (xt.PacketMatcher, error) {
+	return nil, errors.New("devgroup: --src-group/--dst-group need the interfaces' device groups, which uptables does not know")
 }

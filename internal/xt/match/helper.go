@@ -25,6 +25,7 @@ type Helper struct {
 }
 
 var _ xt.Match = (*Helper)(nil)
+var _ xt.PacketMatcher = (*Helper)(nil)
 
 func newHelperSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "helper", Options: helperOpts.options(), New: func() xt.Match { return &Helper{} }}
@@ -58,3 +59,13 @@ func (m *Helper) List(b *strings.Builder, _ bool) {
 	saveNot(b, m.Invert)
 	b.WriteString(" \"" + m.Name + "\"")
 }
+
+// Matches implements xt.PacketMatcher. xt_helper matches packets of a
+// connection whose master connection has the named helper attached (an
+// expected data connection of FTP, say); when the packet has no
+// connection, no master or the master no helper, it returns the bare "!"
+// flag. uptables has no conntrack helpers and no expectations, so that is
+// every packet: `--helper ftp` never matches and `! --helper ftp` always
+// does, exactly as on a kernel where no helper was assigned (since 4.7 the
+// kernel assigns none automatically; a CT --helper target would be needed).
+func (m *Helper) Matches(*xt.Ctx) bool { return m.Invert }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -75,6 +76,7 @@ var psICMPOpts = &psTable{ext: "icmp", entries: []psOpt{
 
 var _ xt.Match = (*ICMP)(nil)
 var _ xt.Checker = (*ICMP)(nil)
+var _ xt.PacketMatcher = (*ICMP)(nil)
 
 func newICMPSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -194,4 +196,18 @@ func (m *ICMP) List(b *strings.Builder, numeric bool) {
 		b.WriteByte('-')
 		b.WriteString(strconv.Itoa(int(m.CodeMax)))
 	}
+}
+
+// Matches implements xt.PacketMatcher (xt_icmp, which iptables-nft keeps as
+// an xt match): a non-first fragment does not match, a header shorter than
+// the 8 bytes of struct icmphdr hot-drops, type 255 ("any") matches every
+// type and code, otherwise the type must be equal and the code in range;
+// "!" negates the result.
+func (m *ICMP) Matches(c *xt.Ctx) bool {
+	l4, ok := rtXTHeader(c, header.ICMPv4MinLen, false)
+	if !ok {
+		return false
+	}
+	hit := m.Type == 0xFF || l4[0] == m.Type && l4[1] >= m.CodeMin && l4[1] <= m.CodeMax
+	return hit != m.Invert
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -22,6 +23,7 @@ var psLengthOpts = &psTable{ext: "length", entries: []psOpt{
 }}
 
 var _ xt.Match = (*Length)(nil)
+var _ xt.PacketMatcher = (*Length)(nil)
 
 func newLengthSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -71,4 +73,22 @@ func (m *Length) List(b *strings.Builder, numeric bool) {
 		b.WriteByte('!')
 	}
 	m.appendRange(b)
+}
+
+// Matches implements xt.PacketMatcher (xt_length): the IPv4 total-length
+// field, or the IPv6 payload-length field plus 40 computed in 16 bits as the
+// kernel does (a payload length above 65495 wraps around).
+func (m *Length) Matches(c *xt.Ctx) bool {
+	p := c.P
+	d := p.Data
+	if p.Status == packet.BadL3 || len(d) < 6 {
+		return false
+	}
+	var n uint16
+	if p.Version == 6 {
+		n = (uint16(d[4])<<8 | uint16(d[5])) + 40
+	} else {
+		n = uint16(d[2])<<8 | uint16(d[3])
+	}
+	return (n >= m.Min && n <= m.Max) != m.Invert
 }

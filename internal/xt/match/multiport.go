@@ -47,6 +47,7 @@ var psMultiportOpts = &psTable{ext: "multiport", entries: []psOpt{
 }}
 
 var _ xt.Match = (*Multiport)(nil)
+var _ xt.PacketMatcher = (*Multiport)(nil)
 
 func newMultiportSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -174,4 +175,34 @@ func (m *Multiport) List(b *strings.Builder, numeric bool) {
 		b.WriteString(" !")
 	}
 	m.appendPorts(b, numeric)
+}
+
+// Matches implements xt.PacketMatcher (xt_multiport revision 1): a
+// non-first fragment does not match; the 4 port bytes must be present, else
+// the packet is hot-dropped; the first entry containing the tested port (or
+// either port, for --ports) decides, "!" negates the whole list.
+func (m *Multiport) Matches(c *xt.Ctx) bool {
+	l4, ok := rtXTHeader(c, 4, false)
+	if !ok {
+		return false
+	}
+	sp := uint16(l4[0])<<8 | uint16(l4[1])
+	dp := uint16(l4[2])<<8 | uint16(l4[3])
+	for _, r := range m.Ports {
+		switch m.Dir {
+		case MultiportSource:
+			if r.Contains(sp) {
+				return !m.Invert
+			}
+		case MultiportDestination:
+			if r.Contains(dp) {
+				return !m.Invert
+			}
+		default:
+			if r.Contains(sp) || r.Contains(dp) {
+				return !m.Invert
+			}
+		}
+	}
+	return m.Invert
 }

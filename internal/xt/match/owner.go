@@ -255,13 +255,14 @@ func (m *Owner) Check(ctx *xt.CheckContext) error {
 }
 
 // Matches implements xt.PacketMatcher (owner_mt). A packet without a local
-// socket (p.HasOwner false) matches only if every given option is inverted.
-// Supplementary groups are not known to the packet: --suppl-groups tests the
-// primary gid only.
+// socket (p.HasOwner false) matches only if every given option is inverted
+// (the kernel compares the match and invert bit sets, so --suppl-groups,
+// which cannot be inverted, makes it false). Supplementary groups are not
+// known to the packet: --suppl-groups tests the primary gid only.
 func (m *Owner) Matches(c *xt.Ctx) bool {
 	p := c.P
 	if !p.HasOwner {
-		return (!m.SocketExists || m.InvSocketExists) && (!m.HasUID || m.InvUID) && (!m.HasGID || m.InvGID)
+		return !m.SupplGroups && (!m.SocketExists || m.InvSocketExists) && (!m.HasUID || m.InvUID) && (!m.HasGID || m.InvGID)
 	}
 	if m.SocketExists && m.InvSocketExists {
 		return false

@@ -1,6 +1,7 @@
 package match
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -42,8 +43,9 @@ type Physdev struct {
 }
 
 var (
-	_ xt.Match   = (*Physdev)(nil)
-	_ xt.Checker = (*Physdev)(nil)
+	_ xt.Match        = (*Physdev)(nil)
+	_ xt.Checker      = (*Physdev)(nil)
+	_ xt.MatchBuilder = (*Physdev)(nil)
 )
 
 func newPhysdevSpec() *xt.MatchSpec {
@@ -115,4 +117,12 @@ func (m *Physdev) Check(ctx *xt.CheckContext) error {
 		return xt.EINVAL("physdev: --physdev-out and --physdev-is-out only supported in the FORWARD and POSTROUTING chains with bridged traffic")
 	}
 	return nil
+}
+
+// Build implements xt.MatchBuilder by refusing: the match tests the bridge
+// ports a bridged packet entered or leaves by (br_netfilter's information),
+// and uptables' packets carry no bridge information, so it cannot tell a
+// bridged packet from a routed one.
+func (m *Physdev) Build(*xt.Env) (xt.PacketMatcher, error) {
+	return nil, errors.New("physdev: --physdev-in/--physdev-out/--physdev-is-in/--physdev-is-out/--physdev-is-bridged need bridge port information (br_netfilter), which uptables packets do not carry")
 }

@@ -1,6 +1,7 @@
 package match
 
 import (
+	"net/netip"
 	"strings"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -9,8 +10,7 @@ import (
 // pkttype (xt_pkttype): --pkt-type unicast|broadcast|multicast|otherhost
 // ("host" is an alias of unicast; names are case-insensitive). The kernel
 // looks at skb->pkt_type, which the link layer sets from the destination MAC;
-// for locally generated (OUTPUT) packets it classifies by destination
-// address instead. The runtime needs that link-layer classification.
+// locally generated packets are PACKET_HOST. See pktTypeRuntime.classify.
 
 // Packet types as the kernel numbers them (PACKET_HOST ...).
 const (
@@ -40,6 +40,7 @@ type PktType struct {
 }
 
 var _ xt.Match = (*PktType)(nil)
+var _ xt.MatchBuilder = (*PktType)(nil)
 
 func newPktTypeSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "pkttype", Options: pkttypeOpts.options(), New: func() xt.Match { return &PktType{} }}
@@ -89,3 +90,74 @@ func (m *PktType) List(b *strings.Builder, _ bool) {
 
 // MatchType is the test for a packet whose link-layer type is t.
 func (m *PktType) MatchType(t uint8) bool { return (t == m.Type) != m.Invert }
+
+// Build implements xt.MatchBuilder: it collects the broadcast addresses of
+// the host's IPv4 prefixes (env.LocalAddrs) for packets classified by their
+// IP destination.
+func (m *PktType) Build(env *xt.Env) (xt.PacketMatcher, error) {
+	r := &pktTypeRuntime{m: m}
+	for _, rt := range newLocalTable(rtHostAddrs(env)).routes {
+		if rt.typ == rtnBroadcast {
+			r.bcast = append(r.bcast, rt.dst.Addr())
+		}
+	}
+	return r, nil
+}
+
+// pktTypeRuntime is a built pkttype match.
+type pktTypeRuntime struct {
+	m     *PktType
+	bcast []netip.Addr
+}
+
+// Matches implements xt.PacketMatcher (pkttype_mt).
+func (r *pktTypeRuntime) Matches(c *xt.Ctx) bool {
+	return r.m.MatchType(r.classify(c))
+}
+
+// classify is skb->pkt_type as the kernel has it at the packet's hook:
+//
+//   - OUTPUT, POSTROUTING, FORWARD: host ("unicast"). Locally generated
+//     packets are PACKET_HOST even to a broadcast or multicast address
+//     (observed in OUTPUT and POSTROUTING), and ip_forward only forwards
+//     PACKET_HOST packets.
+//   - PREROUTING, INPUT with an Ethernet header in p.Link (and an input
+//     interface other than "lo"): from the destination MAC, as
+//     eth_type_trans: ff:ff:ff:ff:ff:ff broadcast, group bit multicast,
+//     anything else host (PACKET_OTHERHOST is dropped by ip_rcv before
+//     PREROUTING, so "otherhost" never matches).
+//   - Otherwise (no link header, or the loopback, where multicast and
+//     broadcast come back as PACKET_LOOPBACK copies): from the IP
+//     destination: 224.0.0.0/4 and ff00::/8 multicast; 255.255.255.255 and
+//     the broadcast address of a local IPv4 prefix broadcast (observed on a
+//     veth: 10.9.0.255 arrives as broadcast); else host.
+func (r *pktTypeRuntime) classify(c *xt.Ctx) uint8 {
+	if c.Hook != xt.PreRouting && c.Hook != xt.LocalIn {
+		return PacketHost
+	}
+	p := c.P
+	if l := p.Link; len(l) >= 14 && p.InIface != "lo" {
+		switch {
+		case l[0]&l[1]&l[2]&l[3]&l[4]&l[5] == 0xff:
+			return PacketBroadcast
+		case l[0]&1 != 0:
+			return PacketMulticast
+		}
+		return PacketHost
+	}
+	d := p.Dst
+	if d.IsMulticast() {
+		return PacketMulticast
+	}
+	if d.Is4() {
+		if d == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return PacketBroadcast
+		}
+		for _, b := range r.bcast {
+			if d == b {
+				return PacketBroadcast
+			}
+		}
+	}
+	return PacketHost
+}

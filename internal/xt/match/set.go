@@ -1,6 +1,7 @@
 package match
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -55,6 +56,7 @@ type Set struct {
 }
 
 var _ xt.Match = (*Set)(nil)
+var _ xt.MatchBuilder = (*Set)(nil)
 
 func newSetSpec(lookup SetLookup) *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "set", Options: setOpts.options(), New: func() xt.Match { return &Set{exists: lookup} }}
@@ -107,4 +109,10 @@ func (m *Set) List(b *strings.Builder, _ bool) {
 	b.WriteString(" match-set")
 	saveNot(b, m.Invert)
 	b.WriteString(" " + m.Name + " " + m.Flags)
+}
+
+// Build implements xt.MatchBuilder by refusing: uptables has no ipset
+// implementation, so there is no set to test --match-set against.
+func (m *Set) Build(*xt.Env) (xt.PacketMatcher, error) {
+	return nil, errors.New("set: --match-set needs ipset, which uptables does not implement")
 }

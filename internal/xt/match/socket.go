@@ -1,6 +1,7 @@
 package match
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/uptables/uptables/internal/xt"
@@ -34,8 +35,9 @@ type Socket struct {
 }
 
 var (
-	_ xt.Match   = (*Socket)(nil)
-	_ xt.Checker = (*Socket)(nil)
+	_ xt.Match        = (*Socket)(nil)
+	_ xt.Checker      = (*Socket)(nil)
+	_ xt.MatchBuilder = (*Socket)(nil)
 )
 
 func newSocketSpec() *xt.MatchSpec {
@@ -89,4 +91,12 @@ func (m *Socket) Check(ctx *xt.CheckContext) error {
 		return xt.EINVAL("socket match: only valid in PREROUTING and INPUT")
 	}
 	return nil
+}
+
+// Build implements xt.MatchBuilder by refusing: the match looks the packet
+// up in the host kernel's socket tables (established and listening TCP/UDP
+// sockets, IP_TRANSPARENT, the socket mark), which user space cannot do
+// per packet.
+func (m *Socket) Build(*xt.Env) (xt.PacketMatcher, error) {
+	return nil, errors.New("socket: the match needs a lookup in the host kernel's socket tables, which uptables cannot do from user space")
 }

@@ -3,6 +3,7 @@ package match
 import (
 	"strings"
 
+	"github.com/uptables/uptables/internal/conntrack"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -85,6 +86,7 @@ var psStateOpts = &psTable{ext: "state", entries: []psOpt{
 }}
 
 var _ xt.Match = (*State)(nil)
+var _ xt.PacketMatcher = (*State)(nil)
 
 func newStateSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -143,4 +145,37 @@ func (m *State) List(b *strings.Builder, numeric bool) {
 	psInv(b, m.Invert)
 	b.WriteString(" state ")
 	psAppendNames(b, psStatePrintOrder[:], m.Mask)
+}
+
+// rtStateBit is the packet's state as the xt_conntrack/xt_state bit
+// (State*): the ctinfo of an attached connection (NEW, ESTABLISHED or
+// RELATED, whatever the direction), UNTRACKED for a NOTRACK packet, and
+// INVALID when nothing is attached (including in the raw table, which runs
+// before conntrack).
+func rtStateBit(r *conntrack.Result) uint16 {
+	if r.Conn == nil {
+		if r.Info.State == conntrack.Untracked {
+			return StateUntracked
+		}
+		return StateInvalid
+	}
+	switch r.Info.State {
+	case conntrack.New:
+		return StateNew
+	case conntrack.Established:
+		return StateEstablished
+	case conntrack.Related:
+		return StateRelated
+	case conntrack.Untracked:
+		return StateUntracked
+	}
+	return StateInvalid
+}
+
+// Matches implements xt.PacketMatcher. iptables-nft sends -m state as
+// xt_conntrack revision 3 with only the state test: the state bit must be
+// in Mask, "!" negates; a packet without conntrack is INVALID (so
+// `! --state NEW` matches it).
+func (m *State) Matches(c *xt.Ctx) bool {
+	return (m.Mask&rtStateBit(&c.CT) != 0) != m.Invert
 }

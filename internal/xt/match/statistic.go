@@ -1,10 +1,12 @@
 package match
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/uptables/uptables/internal/xt"
 )
@@ -49,6 +51,7 @@ type Statistic struct {
 }
 
 var _ xt.Match = (*Statistic)(nil)
+var _ xt.MatchBuilder = (*Statistic)(nil)
 
 func newStatisticSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "statistic", Options: statisticOpts.options(), New: func() xt.Match { return &Statistic{} }}
@@ -166,4 +169,72 @@ func (m *Statistic) List(b *strings.Builder, _ bool) {
 // MatchRandom is the random-mode test for a uniformly random r.
 func (m *Statistic) MatchRandom(r uint32) bool {
 	return (r&0x7fffffff < m.ProbabilityRaw) != m.Invert
+}
+
+// Build implements xt.MatchBuilder.
+//
+// nth: one counter per rule, shared by every worker and updated with a
+// compare-and-swap as the kernel's atomic_cmpxchg loop. iptables stores the
+// initial count as every-packet (both 0-based), so `--every 3 --packet 0`
+// matches the 1st, 4th, 7th... packet and `--packet 1` the 2nd, 5th...
+// (observed on 6.18). A rule kept across a ruleset change (env.Prev with
+// the same parameters) keeps its counter, as an unchanged nft rule does.
+//
+// random: a per-rule splitmix64 generator over an atomic counter seeded
+// from env.Rand, so that the per-packet draw is lock-free and allocates
+// nothing; the low 31 bits are compared with the threshold as the kernel
+// does with get_random_u32().
+func (m *Statistic) Build(env *xt.Env) (xt.PacketMatcher, error) {
+	if m.Mode == StatisticNth {
+		start := m.Every - m.Packet
+		if prev, ok := env.Prev.(*statisticNth); ok && prev.every == m.Every && prev.start == start {
+			return &statisticNth{every: m.Every, start: start, invert: m.Invert, count: prev.count}, nil
+		}
+		r := &statisticNth{every: m.Every, start: start, invert: m.Invert, count: new(atomic.Uint32)}
+		r.count.Store(start)
+		return r, nil
+	}
+	if env.Rand == nil {
+		return nil, errors.New("statistic: --mode random needs the engine's random source (Env.Rand)")
+	}
+	r := &statisticRandom{cfg: m}
+	r.state.Store(uint64(env.Rand())<<32 | uint64(env.Rand()))
+	return r, nil
+}
+
+// statisticNth is the runtime of --mode nth.
+type statisticNth struct {
+	every, start uint32
+	invert       bool
+	count        *atomic.Uint32
+}
+
+// Matches implements xt.PacketMatcher: the counter runs start, ..., every,
+// 0, 1, ...; the packet that brings it back to 0 matches.
+func (r *statisticNth) Matches(*xt.Ctx) bool {
+	for {
+		o := r.count.Load()
+		n := o + 1
+		if o == r.every {
+			n = 0
+		}
+		if r.count.CompareAndSwap(o, n) {
+			return (n == 0) != r.invert
+		}
+	}
+}
+
+// statisticRandom is the runtime of --mode random.
+type statisticRandom struct {
+	cfg   *Statistic
+	state atomic.Uint64
+}
+
+// Matches implements xt.PacketMatcher.
+func (r *statisticRandom) Matches(*xt.Ctx) bool {
+	x := r.state.Add(0x9e3779b97f4a7c15)
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return r.cfg.MatchRandom(uint32(x))
 }

@@ -301,7 +301,7 @@ func (m *String) Search(data []byte) bool {
 	n := len(m.Pattern)
 	for i := 0; i+n <= len(win); i++ {
 		j := 0
-		for j < n && lowerASCII(win[i+j]) == lowerASCII(m.Pattern[j]) {
+		for j < n && kernelToUpper(win[i+j]) == kernelToUpper(m.Pattern[j]) {
 			j++
 		}
 		if j == n {
@@ -311,9 +311,13 @@ func (m *String) Search(data []byte) bool {
 	return false
 }
 
-func lowerASCII(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
+// kernelToUpper is the kernel's toupper (lib/ctype.c, Latin-1): the
+// textsearch algorithms compare toupper(text) with the upper-cased pattern
+// under --icase. Lower case are a-z and 0xDF-0xFF except 0xF7, each mapped
+// 0x20 down (so 0xDF becomes 0xBF and 0xFF becomes 0xDF, as in the kernel).
+func kernelToUpper(c byte) byte {
+	if c >= 'a' && c <= 'z' || c >= 0xDF && c != 0xF7 {
+		return c - 0x20
 	}
 	return c
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/uptables/uptables/internal/header"
+	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -63,6 +65,7 @@ const (
 var _ xt.Match = (*TCP)(nil)
 var _ xt.Checker = (*TCP)(nil)
 var _ Omitter = (*TCP)(nil)
+var _ xt.PacketMatcher = (*TCP)(nil)
 
 func newTCPSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -346,4 +349,140 @@ func psHex02(b *strings.Builder, v uint8) {
 	b.WriteString("0x")
 	b.WriteByte(digits[v>>4])
 	b.WriteByte(digits[v&15])
+}
+
+// rtL4 returns the bytes from the transport header offset to the end of the
+// packet as the kernel's matches see them (par->thoff), and the fragment
+// offset in the units of par->fragoff (IPv4: 8-byte units; IPv6: bytes, so
+// never 1). ok is false when no transport offset is known: a packet whose IP
+// header is bad, or an IPv6 non-first fragment (whose L4 offset uptables
+// does not model; the xt matches return false there anyway).
+func rtL4(p *packet.Packet) (l4 []byte, fragoff uint32, ok bool) {
+	switch p.Status {
+	case packet.BadL3:
+		return nil, 0, false
+	case packet.Fragment:
+		if p.Version != 4 {
+			return nil, uint32(p.FragOff) * 8, false
+		}
+		fragoff = uint32(p.FragOff)
+	}
+	if p.L4Off <= 0 || p.L4Off > len(p.Data) {
+		return nil, fragoff, false
+	}
+	return p.Data[p.L4Off:], fragoff, true
+}
+
+// rtBE16 reads a big-endian 16-bit value at off; ok is false when the bytes
+// are not all present.
+func rtBE16(b []byte, off int) (uint16, bool) {
+	if len(b) < off+2 {
+		return 0, false
+	}
+	return uint16(b[off])<<8 | uint16(b[off+1]), true
+}
+
+// rtXTHeader is the common entry of the xt protocol matches (xt_tcp,
+// xt_udp, xt_icmp, xt_multiport): a non-first fragment never matches (and
+// an IPv4 fragment at offset 1 — 8 bytes, which could overwrite a TCP header
+// — hot-drops, tcp only), and a header shorter than need hot-drops: the
+// kernel cannot examine the packet it was asked to examine.
+func rtXTHeader(c *xt.Ctx, need int, dropFrag1 bool) ([]byte, bool) {
+	l4, fragoff, ok := rtL4(c.P)
+	if fragoff != 0 {
+		if dropFrag1 && fragoff == 1 && c.P.Version == 4 {
+			c.HotDrop = true
+		}
+		return nil, false
+	}
+	if !ok || len(l4) < need {
+		c.HotDrop = true
+		return nil, false
+	}
+	return l4, true
+}
+
+// Matches implements xt.PacketMatcher.
+//
+// The xt form (xt_tcp: a --tcp-option was given, or the match is entirely
+// default) needs the whole 20-byte header: without it, or on an IPv4
+// fragment at offset 1, the packet is hot-dropped; other non-first fragments
+// do not match. A data offset below 5, or options cut by the end of the
+// packet, hot-drop when --tcp-option is tested.
+//
+// The native form (iptables-nft payload expressions) reads each field
+// straight from the bytes at the transport offset, as nft's payload
+// expression does: a field whose bytes are present is compared even in a
+// truncated header or in a non-first IPv4 fragment (observed on 6.18: a
+// 4-byte "TCP header" with dport 80 matches `--dport 80`, and so does an
+// offset-1 fragment whose first bytes look like it), a field whose bytes are
+// missing makes the rule not match, "!" included. Nothing is hot-dropped.
+func (m *TCP) Matches(c *xt.Ctx) bool {
+	if m.Native {
+		l4, _, ok := rtL4(c.P)
+		if !ok {
+			return false
+		}
+		if !m.SrcPorts.Full() {
+			v, ok := rtBE16(l4, 0)
+			if !ok || m.SrcPorts.Contains(v) == m.InvSrc {
+				return false
+			}
+		}
+		if !m.DstPorts.Full() {
+			v, ok := rtBE16(l4, 2)
+			if !ok || m.DstPorts.Contains(v) == m.InvDst {
+				return false
+			}
+		}
+		if m.FlagMask != 0 {
+			if len(l4) < 14 || (l4[13]&m.FlagMask == m.FlagComp) == m.InvFlags {
+				return false
+			}
+		}
+		return true
+	}
+	l4, ok := rtXTHeader(c, header.TCPMinLen, true)
+	if !ok {
+		return false
+	}
+	sp := uint16(l4[0])<<8 | uint16(l4[1])
+	dp := uint16(l4[2])<<8 | uint16(l4[3])
+	if m.SrcPorts.Contains(sp) == m.InvSrc || m.DstPorts.Contains(dp) == m.InvDst {
+		return false
+	}
+	if (l4[13]&m.FlagMask == m.FlagComp) == m.InvFlags {
+		return false
+	}
+	if m.Option == 0 {
+		return true
+	}
+	doff := int(l4[12]>>4) * 4
+	if doff < header.TCPMinLen || doff > len(l4) {
+		c.HotDrop = true
+		return false
+	}
+	return rtTCPHasOption(l4[header.TCPMinLen:doff], m.Option) != m.InvOption
+}
+
+// rtTCPHasOption walks the option bytes as tcp_find_option does: kinds 0
+// (end) and 1 (nop) are one byte long, every other kind is followed by its
+// length (a length of 0 advances by one byte); the walk does not stop at the
+// end-of-options kind.
+func rtTCPHasOption(opts []byte, kind uint8) bool {
+	for i := 0; i < len(opts); {
+		if opts[i] == kind {
+			return true
+		}
+		if opts[i] < 2 || i+1 >= len(opts) {
+			i++
+			continue
+		}
+		n := int(opts[i+1])
+		if n == 0 {
+			n = 1
+		}
+		i += n
+	}
+	return false
 }

@@ -414,21 +414,22 @@ func (m *Time) Matches(c *xt.Ctx) bool {
 	return m.MatchAt(c.P.TimeNS, 0)
 }
 
-// MatchAt tests the time ns (since the epoch) with the daytime, weekday and
-// monthday parts taken at UTC offset tzOffset seconds (used only with
-// --kerneltz). Follows time_mt: dates first, then the daytime window (a
-// window with start > stop wraps midnight; with --contiguous the part after
-// midnight belongs to the previous day), then weekday and monthday.
+// MatchAt tests the time ns (since the epoch) shifted by the UTC offset
+// tzOffset seconds when --kerneltz is given. Follows time_mt: the offset is
+// applied first (so the dates are compared in local time too), then the
+// dates, the daytime window (a window with start > stop wraps midnight; with
+// --contiguous the part after midnight belongs to the previous day), then
+// weekday and monthday.
 func (m *Time) MatchAt(ns int64, tzOffset int64) bool {
 	sec := ns / 1e9
 	if ns < 0 && ns%1e9 != 0 {
 		sec--
 	}
-	if sec < int64(m.DateStart) || sec > int64(m.DateStop) {
-		return false
-	}
 	if m.KernelTZ {
 		sec += tzOffset
+	}
+	if sec < int64(m.DateStart) || sec > int64(m.DateStop) {
+		return false
 	}
 	days := sec / 86400
 	daytime := uint32(sec - days*86400)

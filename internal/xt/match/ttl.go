@@ -41,6 +41,7 @@ var psTTLOpts = &psTable{ext: "ttl", entries: []psOpt{
 }}
 
 var _ xt.Match = (*TTL)(nil)
+var _ xt.PacketMatcher = (*TTL)(nil)
 
 func newTTLSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -106,4 +107,18 @@ func (m *TTL) List(b *strings.Builder, numeric bool) {
 	b.WriteString([...]string{"==", "!=", "<", ">"}[m.Mode])
 	b.WriteByte(' ')
 	b.WriteString(strconv.Itoa(int(m.Value)))
+}
+
+// Matches implements xt.PacketMatcher (ipt_ttl): strict comparisons.
+func (m *TTL) Matches(c *xt.Ctx) bool {
+	t := c.P.TTL
+	switch m.Mode {
+	case TTLNe:
+		return t != m.Value
+	case TTLLt:
+		return t < m.Value
+	case TTLGt:
+		return t > m.Value
+	}
+	return t == m.Value
 }

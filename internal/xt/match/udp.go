@@ -3,6 +3,7 @@ package match
 import (
 	"strings"
 
+	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/xt"
 )
 
@@ -38,6 +39,7 @@ var psUDPOpts = &psTable{ext: "udp", entries: []psOpt{
 var _ xt.Match = (*UDP)(nil)
 var _ xt.Checker = (*UDP)(nil)
 var _ Omitter = (*UDP)(nil)
+var _ xt.PacketMatcher = (*UDP)(nil)
 
 func newUDPSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{
@@ -117,4 +119,39 @@ func (m *UDP) List(b *strings.Builder, numeric bool) {
 	b.WriteString(" udp")
 	psListPorts(b, "spt", m.SrcPorts, m.InvSrc, numeric, "udp")
 	psListPorts(b, "dpt", m.DstPorts, m.InvDst, numeric, "udp")
+}
+
+// Matches implements xt.PacketMatcher. The xt form (only for an all-default
+// match) needs the 8-byte header: a shorter one hot-drops, a non-first
+// fragment does not match. The native form compares each port from the
+// bytes at the transport offset when they are present (truncated headers
+// and non-first IPv4 fragments included, see TCP.Matches) and fails
+// otherwise.
+func (m *UDP) Matches(c *xt.Ctx) bool {
+	if !m.Native {
+		l4, ok := rtXTHeader(c, header.UDPLen, false)
+		if !ok {
+			return false
+		}
+		sp := uint16(l4[0])<<8 | uint16(l4[1])
+		dp := uint16(l4[2])<<8 | uint16(l4[3])
+		return m.SrcPorts.Contains(sp) != m.InvSrc && m.DstPorts.Contains(dp) != m.InvDst
+	}
+	l4, _, ok := rtL4(c.P)
+	if !ok {
+		return false
+	}
+	if !m.SrcPorts.Full() {
+		v, ok := rtBE16(l4, 0)
+		if !ok || m.SrcPorts.Contains(v) == m.InvSrc {
+			return false
+		}
+	}
+	if !m.DstPorts.Full() {
+		v, ok := rtBE16(l4, 2)
+		if !ok || m.DstPorts.Contains(v) == m.InvDst {
+			return false
+		}
+	}
+	return true
 }
