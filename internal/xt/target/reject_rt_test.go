@@ -399,3 +399,45 @@ func TestRejectAllocs(t *testing.T) {
 		t.Errorf("only %d replies", out.replies)
 	}
 }
+
+// TestRejectConcurrentWorkers: workers share the rule and the engine-wide
+// limiter but each builds its replies in its own Ctx.Scratch (run with
+// -race). Every destination gets exactly its burst of 6.
+func TestRejectConcurrentWorkers(t *testing.T) {
+	rej := rt(t, testEnv("filter", xt.LocalIn), 0, "REJECT")
+	const workers, dests = 8, 5
+	done := make(chan [dests]int)
+	for w := range workers {
+		go func() {
+			var n [dests]int
+			out := &countEmitter{}
+			c := &xt.Ctx{Hook: xt.LocalIn, Out: out}
+			var p packet.Packet
+			for i := range 40 {
+				d := (i + w) % dests
+				p.Decode(packettest.UDP(packettest.UDPOpts{Src: netip.AddrFrom4([4]byte{10, 1, 0, byte(d + 1)}).String(), Dst: "10.2.0.1", SrcPort: uint16(i), DstPort: 9}))
+				p.TimeNS = 1e9
+				c.P = &p
+				before := out.replies
+				rej.Do(c)
+				n[d] += out.replies - before
+				if out.replies > before && c.Scratch[20] != 3 {
+					t.Error("scratch overwritten by another worker")
+				}
+			}
+			done <- n
+		}()
+	}
+	var total [dests]int
+	for range workers {
+		n := <-done
+		for d := range n {
+			total[d] += n[d]
+		}
+	}
+	for d, n := range total {
+		if n != 6 {
+			t.Errorf("destination %d got %d errors, want 6", d, n)
+		}
+	}
+}
