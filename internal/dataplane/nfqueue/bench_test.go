@@ -46,7 +46,7 @@ func TestNFQueueBench(t *testing.T) {
 		connsPerS float64
 	}
 	var rows []row
-	for _, setup := range []string{"none", "kernel iptables", "uptables exact", "uptables lifecycle"} {
+	for _, setup := range []string{"none", "kernel iptables", "uptables exact", "uptables exact --gso", "uptables lifecycle"} {
 		p := newPair(t)
 		sh(t, "ip", "netns", "exec", p.cli, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1")
 		sh(t, "ip", "netns", "exec", p.cli, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=10000 65000")
@@ -60,6 +60,8 @@ func TestNFQueueBench(t *testing.T) {
 			}
 		case "uptables exact":
 			d = p.startDaemon(t, rules.String(), "--mode", "exact")
+		case "uptables exact --gso":
+			d = p.startDaemon(t, rules.String(), "--mode", "exact", "--gso")
 		case "uptables lifecycle":
 			d = p.startDaemon(t, rules.String(), "--mode", "lifecycle")
 		}
