@@ -12,6 +12,11 @@ import (
 // to packet, so nothing in it may be retained after the call returns.
 // The engine will add conntrack and state-store fields here.
 type Ctx struct {
+	// P is the packet. Targets rewrite P.Data in place (NAT, TTL, TOS,
+	// DSCP, TCPMSS) and keep the decoded fields in step; TCPMSS may also
+	// grow P.Data by 4 bytes within its capacity (an MSS option added to
+	// an option-less SYN), so the data plane must send len(P.Data) bytes,
+	// and should leave spare capacity if it wants that rewrite.
 	P    *packet.Packet
 	Hook Hook
 	// HotDrop is set by a match that wants the packet dropped at once,
