@@ -257,6 +257,14 @@ func (c *Conn) Read(m *Msg, wait bool) error {
 				if err := parsePacket(b[nlmsgHdrLen+nfgenHdrLen:l], m); err != nil {
 					continue
 				}
+				if c.rpos >= c.rend && m.Payload != nil {
+					// Last message of the datagram: the rest of the
+					// buffer is free, so a rewrite may grow the packet
+					// in place (up to the kernel's 65535-byte limit).
+					off := c.rpos - min(align4(l), len(b)) + nlmsgHdrLen + nfgenHdrLen + m.payloadOff
+					end := min(off+0xffff, len(c.rbuf))
+					m.Payload = c.rbuf[off : off+len(m.Payload) : end]
+				}
 				c.Stats.Packets.Add(1)
 				return nil
 			case unix.NLMSG_ERROR:

@@ -148,6 +148,8 @@ type Msg struct {
 	HwAddr  []byte // source link-layer address (NFQA_HWADDR), nil when absent
 	CapLen  uint32 // real packet length when the copy was cut (NFQA_CAP_LEN), else 0
 	SkbInfo uint32
+
+	payloadOff int // offset of Payload in the parsed attributes
 }
 
 var errShort = errors.New("nfqueue: truncated netlink message")
@@ -156,6 +158,7 @@ var errShort = errors.New("nfqueue: truncated netlink message")
 // after the nfgenmsg header). It allocates nothing.
 func parsePacket(b []byte, m *Msg) error {
 	*m = Msg{Queue: m.Queue}
+	orig := b
 	seenHdr := false
 	for len(b) >= nlaHdrLen {
 		l := int(native.Uint16(b))
@@ -174,7 +177,11 @@ func parsePacket(b []byte, m *Msg) error {
 			m.Hook = v[6]
 			seenHdr = true
 		case attrPayload:
-			m.Payload = v
+			// Capacity capped at the attribute: a target that grows the
+			// packet (TCPMSS adding an option) must not overwrite the
+			// attributes after it. Read extends it when that is safe.
+			m.Payload = v[:len(v):len(v)]
+			m.payloadOff = len(orig) - len(b) + nlaHdrLen
 		case attrIfIndexIn:
 			if len(v) >= 4 {
 				m.InDev = be.Uint32(v)

@@ -369,3 +369,33 @@ func TestPathForHook(t *testing.T) {
 	}
 	_ = unix.AF_INET
 }
+
+// TestReadPayloadCapacity: the payload handed out by Read may grow in
+// place (TCPMSS) only when nothing follows it in the receive buffer.
+func TestReadPayloadCapacity(t *testing.T) {
+	build := func(w *msgWriter, id byte) {
+		w.begin(msgPacket, 0, 0)
+		w.attr(attrPacketHdr, []byte{0, 0, 0, id, 8, 0, 1})
+		w.attr(attrPayload, []byte{0x45, 0, 0, 20, 1, 2, 3, 4})
+		w.attr(attrSkbInfo, []byte{0, 0, 0, 0})
+		w.end()
+	}
+	w := msgWriter{b: make([]byte, 0, 512)}
+	build(&w, 1)
+	build(&w, 2)
+	c := &Conn{rbuf: make([]byte, recvBufSize)}
+	c.rend = copy(c.rbuf, w.b)
+	var m Msg
+	if err := c.Read(&m, false); err != nil || m.ID != 1 {
+		t.Fatalf("first: %v %+v", err, m)
+	}
+	if cap(m.Payload) != len(m.Payload) {
+		t.Errorf("first of two messages: cap %d > len %d", cap(m.Payload), len(m.Payload))
+	}
+	if err := c.Read(&m, false); err != nil || m.ID != 2 {
+		t.Fatalf("second: %v %+v", err, m)
+	}
+	if cap(m.Payload) < 0xffff || !bytes.Equal(m.Payload, []byte{0x45, 0, 0, 20, 1, 2, 3, 4}) {
+		t.Errorf("last message: len %d cap %d payload %x", len(m.Payload), cap(m.Payload), m.Payload)
+	}
+}
