@@ -158,7 +158,7 @@ func ruleKey(tbl, ch string, r *ruleset.Rule) string {
 
 // compile builds the runtime of rs. prev is the ruleset being replaced (may
 // be nil): unchanged rules take over its counters and extension state.
-func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func() uint32, ifaddr func(string, xt.Family) (netip.Addr, bool)) (*compiled, error) {
+func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func() uint32, cfg *Config) (*compiled, error) {
 	c := &compiled{rs: rs, byKey: map[string]*rule{}}
 	for _, t := range rs.Tables {
 		ti := tableIndex(t.Name)
@@ -203,7 +203,7 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 					old = prev.byKey[k]
 				}
 				cr := &cc.rules[j]
-				if err := compileRule(cr, r, rs.Family, t.Name, ch.Name, hooks[ch.Name], idx, old, named, rnd, ifaddr); err != nil {
+				if err := compileRule(cr, r, rs.Family, t.Name, ch.Name, hooks[ch.Name], idx, old, named, rnd, cfg); err != nil {
 					return nil, fmt.Errorf("%s %s rule %d: %w", t.Name, ch.Name, j+1, err)
 				}
 				cr.key = k
@@ -230,7 +230,7 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 	return c, nil
 }
 
-func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks xt.HookMask, idx map[string]int, old *rule, named xt.NamedState, rnd func() uint32, ifaddr func(string, xt.Family) (netip.Addr, bool)) error {
+func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks xt.HookMask, idx map[string]int, old *rule, named xt.NamedState, rnd func() uint32, cfg *Config) error {
 	cr.src = r
 	cr.ip = ipPart{
 		src: r.Src, srcMask: r.SrcMask, dst: r.Dst, dstMask: r.DstMask,
@@ -242,7 +242,7 @@ func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks
 		proto: r.Proto, invProto: r.InvProto,
 		frag: r.Frag, invFrag: r.InvFrag,
 	}
-	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd, IfaceAddr: ifaddr}
+	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd, IfaceAddr: cfg.IfaceAddr, RouteMTU: cfg.RouteMTU}
 	var oldMatches []xt.PacketMatcher
 	if old != nil {
 		oldMatches = old.matches

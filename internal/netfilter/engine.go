@@ -38,6 +38,9 @@ type Config struct {
 	// IfaceAddr returns an interface's primary address (MASQUERADE,
 	// REDIRECT). nil = no interface addresses are known.
 	IfaceAddr func(iface string, fam xt.Family) (netip.Addr, bool)
+	// RouteMTU returns the MTU of the route towards an address (TCPMSS
+	// --clamp-mss-to-pmtu). nil = 1500 everywhere.
+	RouteMTU func(addr netip.Addr) (int, bool)
 	// GCBudget is how many conntrack hash-chain nodes a worker scans every
 	// 64 packets to reap expired entries (0 = 256).
 	GCBudget int
@@ -53,6 +56,9 @@ type Engine struct {
 	named *namedState
 	rnd   func() uint32
 	ct    atomic.Pointer[conntrack.Table]
+	// workers numbers the workers: a worker's index stands in for the
+	// kernel's CPU number (NFQUEUE --queue-cpu-fanout, -m cpu).
+	workers atomic.Int32
 }
 
 // New returns an engine with an empty ruleset (every chain ACCEPT).
@@ -84,7 +90,7 @@ func (e *Engine) Load(rs *ruleset.Ruleset) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := compile(rs, e.cur.Load(), e.named, e.rnd, e.cfg.IfaceAddr)
+	c, err := compile(rs, e.cur.Load(), e.named, e.rnd, &e.cfg)
 	if err != nil {
 		return err
 	}
@@ -167,11 +173,18 @@ func (e *Engine) NewWorker(out xt.Emitter) *Worker {
 	}
 	w := &Worker{e: e, out: out}
 	w.ctx.Out = (*replyRouter)(w)
+	w.ctx.CPU = int(e.workers.Add(1) - 1)
 	r := &Worker{e: e, out: out}
 	r.ctx.Out = out // a reply's own replies are not generated (RST to RST, ICMP to ICMP error)
+	r.ctx.CPU = w.ctx.CPU
 	w.reply = r
 	return w
 }
+
+// TrustL4Checksums tells targets that the data plane vouches for the L4
+// checksums of the packets it hands in (a capture taken on the sending host
+// carries offloaded, not yet computed checksums). REJECT then answers them.
+func (w *Worker) TrustL4Checksums(ok bool) { w.ctx.L4CsumOK = ok }
 
 // SetTracer installs (or with nil removes) a tracer.
 func (w *Worker) SetTracer(t Tracer) {

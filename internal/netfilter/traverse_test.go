@@ -203,7 +203,7 @@ func TestIPPart(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var cr rule
-			if err := compileRule(&cr, &tc.rule, xt.IPv4, "filter", "INPUT", 0, nil, nil, nil, nil, nil); err != nil {
+			if err := compileRule(&cr, &tc.rule, xt.IPv4, "filter", "INPUT", 0, nil, nil, nil, nil, &Config{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := cr.ip.match(tcpPacket(1)); got != tc.want {
