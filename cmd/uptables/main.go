@@ -35,6 +35,7 @@ func subcommands() map[string]subcommand {
 		"run":     {runDispatch, "enforce a rule file: host firewall through NFQUEUE (--nfqueue, root) or TCP/UDP proxy (--proxy)"},
 		"replay":  {runReplay, "run pcap/pcapng captures through a ruleset (counters, LOG, trace, jsonl)"},
 		"gen":     {runGen, "write a capture from a traffic scenario file"},
+		"demo":    {runDemo, "no privileges needed: a loopback backend, the proxy with connlimit/recent/limit rules, simulated clients, the trace and counters"},
 	}
 }
 
