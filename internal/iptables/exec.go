@@ -84,8 +84,14 @@ func findRule(c *ruleset.Chain, r *ruleset.Rule) int {
 
 func noChain() *Error { return plain("No chain/target/match by that name.") }
 
-// apply changes n (a private clone) according to cmd.
+// apply changes n (a private clone) according to cmd and validates it.
 func apply(n *ruleset.Ruleset, cmd *Command) error {
+	return applyOpt(n, cmd, true)
+}
+
+// applyOpt is apply; validate=false leaves rule validation to the caller
+// (iptables-restore validates the whole file in file order at the end).
+func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	c := cmd.Cmd &^ (CmdList | CmdListRules)
 	switch c {
 	case CmdDelete:
@@ -141,6 +147,9 @@ func apply(n *ruleset.Ruleset, cmd *Command) error {
 				return paramf("Replacement rule does not specify a unique address")
 			}
 			ch.Rules[cmd.RuleNum-1] = cmd.Rules[0]
+		}
+		if !validate {
+			return nil
 		}
 		if err := ruleset.Validate(n); err != nil {
 			return AsError(err, op, cmd.Chain)

@@ -21,43 +21,43 @@ type longOpt struct {
 // builtinOptTable holds iptables 1.8.9's own long options. It is never
 // modified (read-only table, like the protocol and service tables).
 var builtinOptTable = [...]longOpt{
-		{name: "append", arg: xt.RequiredArg, short: 'A'},
-		{name: "delete", arg: xt.RequiredArg, short: 'D'},
-		{name: "check", arg: xt.RequiredArg, short: 'C'},
-		{name: "insert", arg: xt.RequiredArg, short: 'I'},
-		{name: "replace", arg: xt.RequiredArg, short: 'R'},
-		{name: "list", arg: xt.OptionalArg, short: 'L'},
-		{name: "list-rules", arg: xt.OptionalArg, short: 'S'},
-		{name: "flush", arg: xt.OptionalArg, short: 'F'},
-		{name: "zero", arg: xt.OptionalArg, short: 'Z'},
-		{name: "new-chain", arg: xt.RequiredArg, short: 'N'},
-		{name: "delete-chain", arg: xt.OptionalArg, short: 'X'},
-		{name: "rename-chain", arg: xt.RequiredArg, short: 'E'},
-		{name: "policy", arg: xt.RequiredArg, short: 'P'},
-		{name: "source", arg: xt.RequiredArg, short: 's'},
-		{name: "destination", arg: xt.RequiredArg, short: 'd'},
-		{name: "src", arg: xt.RequiredArg, short: 's'},
-		{name: "dst", arg: xt.RequiredArg, short: 'd'},
-		{name: "protocol", arg: xt.RequiredArg, short: 'p'},
-		{name: "in-interface", arg: xt.RequiredArg, short: 'i'},
-		{name: "jump", arg: xt.RequiredArg, short: 'j'},
-		{name: "table", arg: xt.RequiredArg, short: 't'},
-		{name: "match", arg: xt.RequiredArg, short: 'm'},
-		{name: "numeric", arg: xt.NoArg, short: 'n'},
-		{name: "out-interface", arg: xt.RequiredArg, short: 'o'},
-		{name: "verbose", arg: xt.NoArg, short: 'v'},
-		{name: "wait", arg: xt.OptionalArg, short: 'w'},
-		{name: "wait-interval", arg: xt.OptionalArg, short: 'W'},
-		{name: "exact", arg: xt.NoArg, short: 'x'},
-		{name: "fragments", arg: xt.NoArg, short: 'f'},
-		{name: "version", arg: xt.NoArg, short: 'V'},
-		{name: "help", arg: xt.OptionalArg, short: 'h'},
-		{name: "line-numbers", arg: xt.NoArg, short: '0'},
-		{name: "modprobe", arg: xt.RequiredArg, short: 'M'},
-		{name: "set-counters", arg: xt.RequiredArg, short: 'c'},
-		{name: "goto", arg: xt.RequiredArg, short: 'g'},
-		{name: "ipv4", arg: xt.NoArg, short: '4'},
-		{name: "ipv6", arg: xt.NoArg, short: '6'},
+	{name: "append", arg: xt.RequiredArg, short: 'A'},
+	{name: "delete", arg: xt.RequiredArg, short: 'D'},
+	{name: "check", arg: xt.RequiredArg, short: 'C'},
+	{name: "insert", arg: xt.RequiredArg, short: 'I'},
+	{name: "replace", arg: xt.RequiredArg, short: 'R'},
+	{name: "list", arg: xt.OptionalArg, short: 'L'},
+	{name: "list-rules", arg: xt.OptionalArg, short: 'S'},
+	{name: "flush", arg: xt.OptionalArg, short: 'F'},
+	{name: "zero", arg: xt.OptionalArg, short: 'Z'},
+	{name: "new-chain", arg: xt.RequiredArg, short: 'N'},
+	{name: "delete-chain", arg: xt.OptionalArg, short: 'X'},
+	{name: "rename-chain", arg: xt.RequiredArg, short: 'E'},
+	{name: "policy", arg: xt.RequiredArg, short: 'P'},
+	{name: "source", arg: xt.RequiredArg, short: 's'},
+	{name: "destination", arg: xt.RequiredArg, short: 'd'},
+	{name: "src", arg: xt.RequiredArg, short: 's'},
+	{name: "dst", arg: xt.RequiredArg, short: 'd'},
+	{name: "protocol", arg: xt.RequiredArg, short: 'p'},
+	{name: "in-interface", arg: xt.RequiredArg, short: 'i'},
+	{name: "jump", arg: xt.RequiredArg, short: 'j'},
+	{name: "table", arg: xt.RequiredArg, short: 't'},
+	{name: "match", arg: xt.RequiredArg, short: 'm'},
+	{name: "numeric", arg: xt.NoArg, short: 'n'},
+	{name: "out-interface", arg: xt.RequiredArg, short: 'o'},
+	{name: "verbose", arg: xt.NoArg, short: 'v'},
+	{name: "wait", arg: xt.OptionalArg, short: 'w'},
+	{name: "wait-interval", arg: xt.OptionalArg, short: 'W'},
+	{name: "exact", arg: xt.NoArg, short: 'x'},
+	{name: "fragments", arg: xt.NoArg, short: 'f'},
+	{name: "version", arg: xt.NoArg, short: 'V'},
+	{name: "help", arg: xt.OptionalArg, short: 'h'},
+	{name: "line-numbers", arg: xt.NoArg, short: '0'},
+	{name: "modprobe", arg: xt.RequiredArg, short: 'M'},
+	{name: "set-counters", arg: xt.RequiredArg, short: 'c'},
+	{name: "goto", arg: xt.RequiredArg, short: 'g'},
+	{name: "ipv4", arg: xt.NoArg, short: '4'},
+	{name: "ipv6", arg: xt.NoArg, short: '6'},
 }
 
 // shortOpts is iptables' getopt option string without the leading "-:".
@@ -96,6 +96,7 @@ type gotResult struct {
 	short  byte
 	arg    string
 	hasArg bool
+	argPos int    // index of the argument's own word, 0 when attached or absent
 	word   string // argv[optind-1] after the option was read
 }
 
@@ -183,7 +184,7 @@ func (g *getopt) long(opts optTable, w string) gotResult {
 		if hasEq {
 			r.arg, r.hasArg = val, true
 		} else if g.optind < len(g.args) {
-			r.arg, r.hasArg = g.args[g.optind], true
+			r.arg, r.hasArg, r.argPos = g.args[g.optind], true, g.optind
 			g.optind++
 		} else {
 			return gotResult{kind: gotMissing, word: w}
@@ -218,7 +219,7 @@ func (g *getopt) short(opts optTable) gotResult {
 			r.arg, r.hasArg = g.next, true
 			g.next = ""
 		} else if g.optind < len(g.args) {
-			r.arg, r.hasArg = g.args[g.optind], true
+			r.arg, r.hasArg, r.argPos = g.args[g.optind], true, g.optind
 			g.optind++
 		} else {
 			return gotResult{kind: gotMissing, word: g.args[g.optind-1], short: c}

@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/uptables/uptables/internal/ruleset"
@@ -204,6 +203,10 @@ type parser struct {
 	invIn, invOut    bool
 	frag, invFrag    bool
 
+	// srcPos/dstPos are the argv indexes of the -s/-d values when they
+	// were separate words (-1: absent, -2: attached), for the restore cache.
+	srcPos, dstPos int
+
 	kind     ruleset.TargetKind
 	verdict  ruleset.Verdict
 	jumpTo   string
@@ -214,7 +217,15 @@ type parser struct {
 // name) as iptables 1.8.9 does. The registry supplies the extensions.
 // Errors are *Error values carrying iptables' text and exit status.
 func ParseCommand(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*Command, error) {
-	p := &parser{reg: reg, fam: fam, po: po, g: getopt{args: args}, cmd: &Command{Table: "filter"}}
+	p, err := parse(reg, fam, args, po)
+	if err != nil {
+		return nil, err
+	}
+	return p.cmd, nil
+}
+
+func parse(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*parser, error) {
+	p := &parser{reg: reg, fam: fam, po: po, g: getopt{args: args}, cmd: &Command{Table: "filter"}, srcPos: -1, dstPos: -1}
 	if po.DefaultTable != "" {
 		p.cmd.Table = po.DefaultTable
 	}
@@ -222,7 +233,14 @@ func ParseCommand(reg *xt.Registry, fam xt.Family, args []string, po ParseOption
 	if err := p.run(); err != nil {
 		return nil, err
 	}
-	return p.cmd, nil
+	return p, nil
+}
+
+func argPos(r gotResult) int {
+	if r.argPos > 0 {
+		return r.argPos
+	}
+	return -2
 }
 
 func (p *parser) setOption(bit uint32) error {
@@ -413,12 +431,12 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(optSource); err != nil {
 			return false, err
 		}
-		p.srcStr, p.invSrc = r.word, p.inv
+		p.srcStr, p.invSrc, p.srcPos = r.word, p.inv, argPos(r)
 	case 'd':
 		if err := p.setOption(optDestination); err != nil {
 			return false, err
 		}
-		p.dstStr, p.invDst = r.word, p.inv
+		p.dstStr, p.invDst, p.dstPos = r.word, p.inv, argPos(r)
 	case 'i', 'o':
 		bit := uint32(optViaIn)
 		if c == 'o' {
@@ -903,6 +921,13 @@ func (p *parser) addrs(s string, given bool) ([]addrMask, error) {
 	if !given {
 		return []addrMask{{}}, nil
 	}
+	if strings.IndexByte(s, ',') < 0 {
+		a, m, err := ParseAddrMask(p.fam, s)
+		if err != nil {
+			return nil, err
+		}
+		return []addrMask{{a, m}}, nil
+	}
 	var out []addrMask
 	for _, item := range strings.Split(s, ",") {
 		a, m, err := ParseAddrMask(p.fam, item)
@@ -915,7 +940,14 @@ func (p *parser) addrs(s string, given bool) ([]addrMask, error) {
 }
 
 func (p *parser) buildRules(srcs, dsts []addrMask) error {
-	first := true
+	return p.buildRulesInto(p.cmd, srcs, dsts, true)
+}
+
+// buildRulesInto appends to cmd one rule per address combination; the
+// first may use the parsed extension instances (reuseFirst), every other
+// rule gets fresh instances with the same options.
+func (p *parser) buildRulesInto(cmd *Command, srcs, dsts []addrMask, reuseFirst bool) error {
+	first := reuseFirst
 	for _, s := range srcs {
 		for _, d := range dsts {
 			r := &ruleset.Rule{
@@ -926,8 +958,8 @@ func (p *parser) buildRules(srcs, dsts []addrMask) error {
 				Frag: p.frag, InvFrag: p.invFrag,
 				Kind: p.kind, Verdict: p.verdict, Chain: p.jumpTo,
 			}
-			if p.cmd.SetCounters != nil {
-				r.Counters = *p.cmd.SetCounters
+			if cmd.SetCounters != nil {
+				r.Counters = *cmd.SetCounters
 			}
 			for _, m := range p.matches {
 				inst := m
@@ -950,7 +982,7 @@ func (p *parser) buildRules(srcs, dsts []addrMask) error {
 				r.Target, r.TSpec = inst.target, inst.tspec
 			}
 			first = false
-			p.cmd.Rules = append(p.cmd.Rules, r)
+			cmd.Rules = append(cmd.Rules, r)
 		}
 	}
 	return nil
@@ -1014,19 +1046,26 @@ func hostNotFound(s string) *Error {
 // decimal numbers 0-255; missing trailing parts are zero.
 func parseDotted(s string) (netip.Addr, bool) {
 	var b [4]byte
-	parts := strings.Split(s, ".")
-	if len(parts) > 4 || s == "" {
-		return netip.Addr{}, false
-	}
-	for i, part := range parts {
-		if part == "" || len(part) > 3 {
+	part, n, digits := 0, 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if digits == 0 || part > 3 {
+				return netip.Addr{}, false
+			}
+			b[part] = byte(n)
+			part++
+			n, digits = 0, 0
+			continue
+		}
+		c := s[i]
+		if c < '0' || c > '9' || digits == 3 {
 			return netip.Addr{}, false
 		}
-		v, err := strconv.Atoi(part)
-		if err != nil || v < 0 || v > 255 || part[0] == '+' || part[0] == '-' {
+		n = n*10 + int(c-'0')
+		digits++
+		if n > 255 {
 			return netip.Addr{}, false
 		}
-		b[i] = byte(v)
 	}
 	return netip.AddrFrom4(b), true
 }

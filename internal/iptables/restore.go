@@ -1,11 +1,11 @@
 package iptables
 
 import (
-	"bufio"
-	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
@@ -40,9 +40,25 @@ type pendingRule struct {
 // line and changes nothing. (The real tool commits table by table; uptables
 // keeps "a file with one bad rule changes nothing" for the whole file.)
 func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOptions) (*ruleset.Ruleset, error) {
+	return restore(base, reg, r, o, true)
+}
+
+func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOptions, parallel bool) (*ruleset.Ruleset, error) {
 	work := base.Clone()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), MaxRestoreLine)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	lines := splitLines(string(data))
+	for i, l := range lines {
+		if len(l) > MaxRestoreLine {
+			return nil, &Error{Kind: KindPlain, Line: i + 1, Msg: "line too long"}
+		}
+	}
+	var pre []preparsed
+	if parallel {
+		pre = preparse(lines, reg, work.Family)
+	}
 	var (
 		table   string
 		inTable bool
@@ -50,10 +66,12 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		pending []pendingRule
 		jumpErr *Error // a jump to a chain missing when its line was read
 		flushed = map[string]bool{}
+		cache   = newRuleCache()
+		chains  chainIndex
+		wordBuf []string
 	)
-	for sc.Scan() {
+	for _, line := range lines {
 		lineNo++
-		line := sc.Text()
 		trimmed := strings.TrimLeft(line, " \t")
 		if trimmed == "" || trimmed[0] == '#' {
 			continue
@@ -89,30 +107,29 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			continue
 		}
 		if trimmed[0] == ':' {
+			chains.reset()
 			if err := restoreChain(work.Table(table), trimmed[1:], lineNo, o.Counters); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		var counters *ruleset.Counters
-		if trimmed[0] == '[' {
-			end := strings.IndexByte(trimmed, ']')
-			c, ok := parseBracketCounters(trimmed[:max(end+1, 0)])
-			if end < 0 || !ok {
-				return nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad counter value `" + trimmed + "'"}
-			}
-			if o.Counters {
-				counters = &c
-			}
-			trimmed = trimmed[end+1:]
+		text, c, ok := ruleText(trimmed)
+		if !ok {
+			return nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad counter value `" + trimmed + "'"}
 		}
-		// The real reader keeps the newline of the line it read, so an
-		// unterminated quote swallows it into the last word.
-		words, err := SplitRestore(trimmed + "\n")
-		if err != nil {
-			return nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Unterminated quote"}
+		if o.Counters && c != nil {
+			counters = c
 		}
-		cmd, err := ParseCommand(reg, work.Family, words, ParseOptions{Restore: true, DefaultTable: table})
+		var cmd *Command
+		var err error
+		if pre != nil && pre[lineNo-1].done && pre[lineNo-1].table == table {
+			cmd, err = pre[lineNo-1].cmd, pre[lineNo-1].err
+		} else {
+			var words []string
+			words, wordBuf = splitRuleWords(text, wordBuf)
+			cmd, err = cache.parse(reg, work.Family, words, ParseOptions{Restore: true, DefaultTable: table})
+		}
 		if err != nil {
 			e := *AsError(err, "", "")
 			e.Line = lineNo
@@ -127,7 +144,7 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			// The fast path of big files: append now, validate later in
 			// file order.
 			t := work.Table(table)
-			ch := t.Chain(cmd.Chain)
+			ch := chains.get(t, cmd.Chain)
 			if ch == nil {
 				e := noChain()
 				e.Line = lineNo
@@ -137,7 +154,7 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			for _, r := range cmd.Rules {
 				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: "RULE_APPEND"}
 				pending = append(pending, p)
-				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && t.Chain(r.Chain) == nil {
+				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
 					jumpErr = chainMissing(r.Chain)
 				}
 			}
@@ -146,7 +163,8 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		if cmd.Cmd&(CmdList|CmdListRules|CmdHelp|CmdVersion|CmdCheck) != 0 {
 			continue // iptables-restore ignores output-only commands' output
 		}
-		if err := apply(work, cmd); err != nil {
+		chains.reset()
+		if err := applyOpt(work, cmd, false); err != nil {
 			e := *AsError(err, "", "")
 			e.Line = lineNo
 			return nil, &e
@@ -155,19 +173,153 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: "RULE_APPEND"})
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &Error{Kind: KindPlain, Line: lineNo + 1, Msg: "line too long"}
-		}
-		return nil, err
-	}
 	if inTable {
 		return nil, &Error{Kind: KindRaw, Code: 1, Msg: "COMMIT expected at line " + strconv.Itoa(lineNo+1)}
 	}
-	if err := validateRestore(work, pending); err != nil {
+	if err := validateRestore(base, work, pending); err != nil {
 		return nil, err
 	}
 	return work, nil
+}
+
+// chainIndex finds chains by name in O(1) while a big file is read; it is
+// dropped whenever a line may add, remove or rename chains.
+type chainIndex struct {
+	t *ruleset.Table
+	m map[string]*ruleset.Chain
+}
+
+func (x *chainIndex) reset() { x.t, x.m = nil, nil }
+
+func (x *chainIndex) get(t *ruleset.Table, name string) *ruleset.Chain {
+	if x.t != t {
+		x.t = t
+		x.m = make(map[string]*ruleset.Chain, len(t.Chains))
+		for _, c := range t.Chains {
+			x.m[c.Name] = c
+		}
+	}
+	return x.m[name]
+}
+
+// splitLines splits the input into lines without their "\n" (the pieces
+// share the input's memory).
+func splitLines(s string) []string {
+	lines := make([]string, 0, strings.Count(s, "\n")+1)
+	for s != "" {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			lines = append(lines, s)
+			break
+		}
+		lines = append(lines, s[:i])
+		s = s[i+1:]
+	}
+	return lines
+}
+
+// ruleText strips an optional "[pkts:bytes]" prefix; ok is false when the
+// prefix is malformed.
+func ruleText(trimmed string) (text string, c *ruleset.Counters, ok bool) {
+	if trimmed[0] != '[' {
+		return trimmed, nil, true
+	}
+	end := strings.IndexByte(trimmed, ']')
+	if end < 0 {
+		return "", nil, false
+	}
+	cnt, ok := parseBracketCounters(trimmed[:end+1])
+	if !ok {
+		return "", nil, false
+	}
+	return trimmed[end+1:], &cnt, true
+}
+
+// splitRuleWords splits a rule line; the real reader keeps the newline of
+// the line it read, so an unterminated quote swallows it into the last word.
+func splitRuleWords(text string, buf []string) (words, newBuf []string) {
+	words, unterminated := splitRestore(text, buf[:0])
+	if unterminated {
+		words[len(words)-1] += "\n"
+	}
+	return words, words
+}
+
+// preparsed is the result of parsing one line ahead of time.
+type preparsed struct {
+	done  bool
+	table string
+	cmd   *Command
+	err   error
+}
+
+// preparseMin is the number of rule lines from which parsing is spread
+// over the CPUs.
+const preparseMin = 4096
+
+// preparse parses the command lines of a big file in parallel: a line's
+// command depends only on its words and its table, which a cheap
+// sequential pass determines exactly as Restore's loop does. Restore then
+// applies the results in file order, so errors and their lines are the
+// same as with sequential parsing. Returns nil for small inputs.
+func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
+	workers := runtime.GOMAXPROCS(0)
+	if workers < 2 || len(lines) < preparseMin {
+		return nil
+	}
+	out := make([]preparsed, len(lines))
+	var idx []int
+	inTable, table := false, ""
+	for i, line := range lines {
+		t := strings.TrimLeft(line, " \t")
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if !inTable {
+			if t[0] == '*' {
+				inTable, table = true, strings.TrimRight(t[1:], " \t\r")
+			}
+			continue
+		}
+		if t == "COMMIT" || strings.HasPrefix(t, "COMMIT ") {
+			inTable = false
+			continue
+		}
+		if t[0] == ':' {
+			continue
+		}
+		out[i].table = table
+		idx = append(idx, i)
+	}
+	if len(idx) < preparseMin {
+		return nil
+	}
+	var wg sync.WaitGroup
+	chunk := (len(idx) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(idx))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func(part []int) {
+			defer wg.Done()
+			cache := newRuleCache()
+			var buf []string
+			for _, i := range part {
+				text, _, ok := ruleText(strings.TrimLeft(lines[i], " \t"))
+				if !ok {
+					continue
+				}
+				var words []string
+				words, buf = splitRuleWords(text, buf)
+				cmd, err := cache.parse(reg, fam, words, ParseOptions{Restore: true, DefaultTable: out[i].table})
+				out[i].cmd, out[i].err, out[i].done = cmd, err, true
+			}
+		}(idx[lo:hi])
+	}
+	wg.Wait()
+	return out
 }
 
 func replaceTable(rs *ruleset.Ruleset, t *ruleset.Table) {
@@ -245,10 +397,15 @@ func parseBracketCounters(s string) (ruleset.Counters, bool) {
 // validateRestore checks the result as the kernel checks the batch: rules
 // that were already there first, then the file's rules in file order, so
 // that an error names the line whose rule failed.
-func validateRestore(work *ruleset.Ruleset, pending []pendingRule) error {
-	isNew := make(map[*ruleset.Rule]bool, len(pending))
-	for _, p := range pending {
-		isNew[p.rule] = true
+func validateRestore(base, work *ruleset.Ruleset, pending []pendingRule) error {
+	// rules that were there before the file: those of base still present
+	isOld := map[*ruleset.Rule]bool{}
+	for _, t := range base.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				isOld[r] = true
+			}
+		}
 	}
 	v, err := ruleset.NewValidator(&ruleset.Ruleset{Family: work.Family})
 	if err != nil {
@@ -262,7 +419,7 @@ func validateRestore(work *ruleset.Ruleset, pending []pendingRule) error {
 	for _, t := range work.Tables {
 		for _, c := range t.Chains {
 			for _, r := range c.Rules {
-				if !isNew[r] {
+				if len(isOld) > 0 && isOld[r] {
 					if err := v.Add(t.Name, c.Name, r); err != nil {
 						return AsError(err, "RULE_APPEND", c.Name)
 					}

@@ -74,7 +74,29 @@ func SplitShell(s string) ([]string, error) {
 // and single quotes are ordinary characters. Measured with 1.8.9:
 // `"a b\" c"` is one word `a b" c`, `'x y'` is the two words `'x` and `y'`.
 func SplitRestore(s string) ([]string, error) {
-	var words []string
+	w, _ := splitRestore(s, nil)
+	return w, nil
+}
+
+// splitRestore appends the words of s to words (a buffer the caller may
+// reuse) and reports whether the last word ran into the end of the line
+// inside quotes. Words without quotes are substrings of s (no copy).
+func splitRestore(s string, words []string) (_ []string, unterminated bool) {
+	if strings.IndexByte(s, '"') < 0 {
+		for i := 0; i < len(s); {
+			for i < len(s) && isRestoreBlank(s[i]) {
+				i++
+			}
+			start := i
+			for i < len(s) && !isRestoreBlank(s[i]) {
+				i++
+			}
+			if i > start {
+				words = append(words, s[start:i])
+			}
+		}
+		return words, false
+	}
 	var cur []byte
 	inWord, quoted, escaped := false, false, false
 	for i := 0; i < len(s); i++ {
@@ -96,11 +118,11 @@ func SplitRestore(s string) ([]string, error) {
 			}
 			continue
 		}
-		switch c {
-		case '"':
+		switch {
+		case c == '"':
 			quoted = true
 			inWord = true
-		case ' ', '\t', '\n', '\r':
+		case isRestoreBlank(c):
 			if inWord {
 				words = append(words, string(cur))
 				cur = cur[:0]
@@ -113,12 +135,13 @@ func SplitRestore(s string) ([]string, error) {
 	}
 	if quoted {
 		// iptables-restore accepts this: the word runs to the end of the
-		// line (including the newline the caller passed).
-		words = append(words, string(cur))
-		return words, nil
+		// line.
+		return append(words, string(cur)), true
 	}
 	if inWord {
 		words = append(words, string(cur))
 	}
-	return words, nil
+	return words, false
 }
+
+func isRestoreBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
