@@ -242,7 +242,7 @@ func compileRule(cr *rule, r *ruleset.Rule, fam xt.Family, tbl, ch string, hooks
 		proto: r.Proto, invProto: r.InvProto,
 		frag: r.Frag, invFrag: r.InvFrag,
 	}
-	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd, IfaceAddr: cfg.IfaceAddr, RouteMTU: cfg.RouteMTU}
+	env := &xt.Env{Family: fam, Table: tbl, Chain: ch, Hooks: hooks, Proto: r.Proto, Named: named, Rand: rnd, IfaceAddr: cfg.IfaceAddr, RouteMTU: cfg.RouteMTU, LocalAddrs: cfg.LocalAddrs}
 	var oldMatches []xt.PacketMatcher
 	if old != nil {
 		oldMatches = old.matches

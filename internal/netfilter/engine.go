@@ -38,6 +38,9 @@ type Config struct {
 	// IfaceAddr returns an interface's primary address (MASQUERADE,
 	// REDIRECT). nil = no interface addresses are known.
 	IfaceAddr func(iface string, fam xt.Family) (netip.Addr, bool)
+	// LocalAddrs lists the host's interface addresses (addrtype, pkttype).
+	// nil = a host with only the loopback interface.
+	LocalAddrs func() []xt.HostAddr
 	// RouteMTU returns the MTU of the route towards an address (TCPMSS
 	// --clamp-mss-to-pmtu). nil = 1500 everywhere.
 	RouteMTU func(addr netip.Addr) (int, bool)
