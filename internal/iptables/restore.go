@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"io"
+	"io/fs"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,7 +31,6 @@ type pendingRule struct {
 	table string
 	chain string
 	rule  *ruleset.Rule
-	op    string
 }
 
 // Restore reads an iptables-save file and applies it to base as
@@ -45,11 +45,11 @@ func Restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 
 func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOptions, parallel bool) (*ruleset.Ruleset, error) {
 	work := base.Clone()
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		return nil, err
 	}
-	lines := splitLines(string(data))
+	lines := splitLines(data)
 	for i, l := range lines {
 		if len(l) > MaxRestoreLine {
 			return nil, &Error{Kind: KindPlain, Line: i + 1, Msg: "line too long"}
@@ -63,7 +63,7 @@ func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		table   string
 		inTable bool
 		lineNo  int
-		pending []pendingRule
+		pending = make([]pendingRule, 0, len(lines))
 		jumpErr *Error // a jump to a chain missing when its line was read
 		flushed = map[string]bool{}
 		cache   = newRuleCache()
@@ -121,20 +121,39 @@ func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		if o.Counters && c != nil {
 			counters = c
 		}
-		var cmd *Command
+		var lc lineCmd
 		var err error
 		if pre != nil && pre[lineNo-1].done && pre[lineNo-1].table == table {
-			cmd, err = pre[lineNo-1].cmd, pre[lineNo-1].err
+			lc, err = pre[lineNo-1].lc, pre[lineNo-1].err
 		} else {
-			var words []string
-			words, wordBuf = splitRuleWords(text, wordBuf)
-			cmd, err = cache.parse(reg, work.Family, words, ParseOptions{Restore: true, DefaultTable: table})
+			lc, wordBuf, err = cache.parseText(reg, work.Family, text, ParseOptions{Restore: true, DefaultTable: table}, wordBuf)
 		}
 		if err != nil {
 			e := *AsError(err, "", "")
 			e.Line = lineNo
 			return nil, &e
 		}
+		if lc.tmpl != nil {
+			// a template hit: one rule appended to the template's chain
+			r := lc.rule
+			if counters != nil {
+				r.Counters = *counters
+			}
+			t := work.Table(table)
+			ch := chains.get(t, lc.tmpl.cmd.Chain)
+			if ch == nil {
+				e := noChain()
+				e.Line = lineNo
+				return nil, e
+			}
+			ch.Rules = append(ch.Rules, r)
+			pending = append(pending, pendingRule{line: lineNo, table: table, chain: ch.Name, rule: r})
+			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
+				jumpErr = chainMissing(r.Chain)
+			}
+			continue
+		}
+		cmd := lc.cmd
 		if counters != nil {
 			for _, r := range cmd.Rules {
 				r.Counters = *counters
@@ -152,7 +171,7 @@ func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			}
 			ch.Rules = append(ch.Rules, cmd.Rules...)
 			for _, r := range cmd.Rules {
-				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: "RULE_APPEND"}
+				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r}
 				pending = append(pending, p)
 				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
 					jumpErr = chainMissing(r.Chain)
@@ -170,7 +189,7 @@ func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 			return nil, &e
 		}
 		for _, r := range cmd.Rules {
-			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: "RULE_APPEND"})
+			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r})
 		}
 	}
 	if inTable {
@@ -200,6 +219,24 @@ func (x *chainIndex) get(t *ruleset.Table, name string) *ruleset.Chain {
 		}
 	}
 	return x.m[name]
+}
+
+// readAll reads the whole input into one string, sized up front when the
+// reader knows its length (files, in-memory readers).
+func readAll(r io.Reader) (string, error) {
+	var b strings.Builder
+	switch x := r.(type) {
+	case interface{ Len() int }:
+		b.Grow(x.Len() + 1)
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if st, err := x.Stat(); err == nil && st.Mode().IsRegular() {
+			b.Grow(int(st.Size()) + 1)
+		}
+	}
+	if _, err := io.Copy(&b, r); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // splitLines splits the input into lines without their "\n" (the pieces
@@ -249,7 +286,7 @@ func splitRuleWords(text string, buf []string) (words, newBuf []string) {
 type preparsed struct {
 	done  bool
 	table string
-	cmd   *Command
+	lc    lineCmd
 	err   error
 }
 
@@ -311,10 +348,9 @@ func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
 				if !ok {
 					continue
 				}
-				var words []string
-				words, buf = splitRuleWords(text, buf)
-				cmd, err := cache.parse(reg, fam, words, ParseOptions{Restore: true, DefaultTable: out[i].table})
-				out[i].cmd, out[i].err, out[i].done = cmd, err, true
+				lc, nb, err := cache.parseText(reg, fam, text, ParseOptions{Restore: true, DefaultTable: out[i].table}, buf)
+				buf = nb
+				out[i].lc, out[i].err, out[i].done = lc, err, true
 			}
 		}(idx[lo:hi])
 	}
@@ -432,7 +468,7 @@ func validateRestore(base, work *ruleset.Ruleset, pending []pendingRule) error {
 			continue
 		}
 		if err := v.Add(p.table, p.chain, p.rule); err != nil {
-			e := AsError(err, p.op, p.chain)
+			e := AsError(err, "RULE_APPEND", p.chain)
 			e.Line = p.line
 			return e
 		}

@@ -109,8 +109,26 @@ func (t *parser) instantiate(words []string, src, dst int) (*Command, error) {
 }
 
 // instantiateOne is instantiate for the usual single source and
-// destination: one rule sharing the template's matches slice.
+// destination.
 func (t *parser) instantiateOne(words []string, src, dst int) (*Command, error) {
+	var s, d string
+	if src >= 0 {
+		s = words[src]
+	}
+	if dst >= 0 {
+		d = words[dst]
+	}
+	r, err := t.instantiateAddrs(s, d, src >= 0, dst >= 0)
+	if err != nil {
+		return nil, err
+	}
+	return &Command{Cmd: t.cmd.Cmd, Table: t.cmd.Table, Chain: t.cmd.Chain, SetCounters: t.cmd.SetCounters,
+		Warnings: t.cmd.Warnings, Rules: []*ruleset.Rule{r}}, nil
+}
+
+// instantiateAddrs makes the template's rule with other single addresses;
+// it shares the template's matches slice.
+func (t *parser) instantiateAddrs(src, dst string, hasSrc, hasDst bool) (*ruleset.Rule, error) {
 	tr := t.cmd.Rules[0]
 	r := new(ruleset.Rule)
 	*r = *tr
@@ -119,15 +137,15 @@ func (t *parser) instantiateOne(words []string, src, dst int) (*Command, error) 
 	if t.cmd.SetCounters != nil {
 		r.Counters = *t.cmd.SetCounters
 	}
-	if src >= 0 {
-		a, m, err := ParseAddrMask(t.fam, words[src])
+	if hasSrc {
+		a, m, err := ParseAddrMask(t.fam, src)
 		if err != nil {
 			return nil, err
 		}
 		r.Src, r.SrcMask = a, m
 	}
-	if dst >= 0 {
-		a, m, err := ParseAddrMask(t.fam, words[dst])
+	if hasDst {
+		a, m, err := ParseAddrMask(t.fam, dst)
 		if err != nil {
 			return nil, err
 		}
@@ -136,6 +154,73 @@ func (t *parser) instantiateOne(words []string, src, dst int) (*Command, error) 
 	// full slice expression: an append to one rule's Matches never
 	// writes into another's
 	r.Matches = tr.Matches[:len(tr.Matches):len(tr.Matches)]
-	return &Command{Cmd: t.cmd.Cmd, Table: t.cmd.Table, Chain: t.cmd.Chain, SetCounters: t.cmd.SetCounters,
-		Warnings: t.cmd.Warnings, Rules: []*ruleset.Rule{r}}, nil
+	return r, nil
+}
+
+// lineCmd is a parsed restore line: either a command, or (template hit)
+// one rule for the template's chain.
+type lineCmd struct {
+	cmd  *Command
+	tmpl *parser
+	rule *ruleset.Rule
+}
+
+// parseText parses the text of a restore rule line (counters stripped).
+// Lines without quotes are looked up by a key computed from the text
+// itself, so a template hit splits nothing into words.
+func (c *ruleCache) parseText(reg *xt.Registry, fam xt.Family, text string, po ParseOptions, buf []string) (lineCmd, []string, error) {
+	if strings.IndexByte(text, '"') < 0 {
+		var src, dst string
+		var hasSrc, hasDst bool
+		c.key, src, dst, hasSrc, hasDst = appendRawKey(c.key[:0], po.DefaultTable, text)
+		if t, ok := c.m[string(c.key)]; ok && strings.IndexByte(src, ',') < 0 && strings.IndexByte(dst, ',') < 0 {
+			r, err := t.instantiateAddrs(src, dst, hasSrc, hasDst)
+			return lineCmd{tmpl: t, rule: r}, buf, err
+		}
+	}
+	words, buf := splitRuleWords(text, buf)
+	cmd, err := c.parse(reg, fam, words, po)
+	return lineCmd{cmd: cmd}, buf, err
+}
+
+// appendRawKey is appendCacheKey(addrWordPositions(words)) computed on
+// the text of a line without quotes (whose words are its blank-separated
+// fields), also returning the -s/-d values.
+func appendRawKey(b []byte, table, text string) (key []byte, src, dst string, hasSrc, hasDst bool) {
+	b = append(b, table...)
+	mask := 0 // 1: this field is a -s value, 2: a -d value
+	for i := 0; i < len(text); {
+		for i < len(text) && isRestoreBlank(text[i]) {
+			i++
+		}
+		start := i
+		for i < len(text) && !isRestoreBlank(text[i]) {
+			i++
+		}
+		if i == start {
+			break
+		}
+		w := text[start:i]
+		b = append(b, 0)
+		switch mask {
+		case 1:
+			src, hasSrc = w, true
+			b = append(b, 1)
+			mask = 0
+			continue
+		case 2:
+			dst, hasDst = w, true
+			b = append(b, 1)
+			mask = 0
+			continue
+		}
+		b = append(b, w...)
+		switch w {
+		case "-s", "--source", "--src":
+			mask = 1
+		case "-d", "--destination", "--dst":
+			mask = 2
+		}
+	}
+	return b, src, dst, hasSrc, hasDst
 }

@@ -60,6 +60,7 @@ func (e *ValidationError) Errno() syscall.Errno {
 type Validator struct {
 	family xt.Family
 	tables map[string]*tableState
+	ctx    xt.CheckContext // reused for every check (one allocation per validator)
 }
 
 type tableState struct {
@@ -192,17 +193,18 @@ func (v *Validator) propagate(ts *tableState, c *chainState, depth int, mask xt.
 }
 
 func (v *Validator) checkRule(table string, hooks xt.HookMask, r *Rule) error {
-	ctx := xt.CheckContext{Family: v.family, Table: table, Hooks: hooks, Proto: r.Proto, InvProto: r.InvProto}
+	ctx := &v.ctx
+	*ctx = xt.CheckContext{Family: v.family, Table: table, Hooks: hooks, Proto: r.Proto, InvProto: r.InvProto}
 	for _, m := range r.Matches {
 		if ck, ok := m.Match.(xt.Checker); ok {
-			if err := ck.Check(&ctx); err != nil {
+			if err := ck.Check(ctx); err != nil {
 				return asKernel(err)
 			}
 		}
 	}
 	if r.Kind == TargetExt {
 		if ck, ok := r.Target.(xt.Checker); ok {
-			if err := ck.Check(&ctx); err != nil {
+			if err := ck.Check(ctx); err != nil {
 				return asKernel(err)
 			}
 		}
