@@ -164,6 +164,7 @@ type HashlimitTable interface {
 	Consume(k HashlimitKey, pktLen int, nowNS int64) (under, ok bool)
 	// Entries calls fn for every live bucket in bucket order, after the
 	// same refill the kernel's /proc reader does, until fn returns false.
+	// fn runs under the table's lock: it must not call the table.
 	Entries(nowNS int64, fn func(e *HashlimitEntry) bool)
 	// Len returns the number of buckets in use.
 	Len() int
