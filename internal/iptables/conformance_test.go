@@ -442,3 +442,27 @@ func quoteArgs(args []string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// TestConformanceNewerTFiles runs the v1.8.11 .t lines, as recorded with
+// the real 1.8.9, as a report only (-v): more probes of the same
+// extensions, not part of the acceptance threshold.
+func TestConformanceNewerTFiles(t *testing.T) {
+	reg := builtin.Registry()
+	pass, total := 0, 0
+	for _, row := range readTSV(t, "testdata/conformance/golden-iptables-1.8.9-vs-t-files-1.8.11.tsv") {
+		words, err := iptables.SplitShell(row["input_rule"])
+		if err != nil {
+			continue
+		}
+		code, _ := strconv.Atoi(row["real_exit_code"])
+		c := confCase{group: row["file"], id: row["file"] + ":" + row["t_lineno"], table: row["table"], chain: row["chain"],
+			args: append([]string{"-t", row["table"], "-A", row["chain"]}, words...), wantCode: code, want: row["real_canonical_or_error"]}
+		total++
+		if r := runCase(reg, c); r.pass {
+			pass++
+		} else {
+			t.Logf("differs %-24s %s\n    want (exit %d): %q\n    got  (exit %d): %q", c.id, quoteArgs(c.args), c.wantCode, c.want, r.gotCode, r.got)
+		}
+	}
+	t.Logf("v1.8.11 .t lines against real 1.8.9: %d/%d pass", pass, total)
+}

@@ -52,6 +52,9 @@ func RuleSpec(b *strings.Builder, r *ruleset.Rule, withCounters bool) {
 		b.WriteString(" -f")
 	}
 	for _, m := range r.Matches {
+		if o, ok := m.Match.(Omitter); ok && o.OmitFromListing() {
+			continue
+		}
 		name := m.Spec.Name
 		if m.Spec.SaveName != "" {
 			name = m.Spec.SaveName
@@ -73,6 +76,14 @@ func RuleSpec(b *strings.Builder, r *ruleset.Rule, withCounters bool) {
 		b.WriteString(" -j " + r.TSpec.Name)
 		r.Target.Save(b)
 	}
+}
+
+// Omitter is implemented by a match configuration that iptables-nft 1.8.9
+// cannot read back from the kernel and therefore leaves out of -S and
+// iptables-save output entirely (e.g. `-m tcp ! --sport :`, which lists as
+// just `-p tcp`). The rule still exists; only its text loses the match.
+type Omitter interface {
+	OmitFromListing() bool
 }
 
 // FormatRule returns "-A CHAIN <spec>" as iptables -S prints it.

@@ -448,10 +448,16 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.iface(r.arg); err != nil {
 			return false, err
 		}
+		name := r.arg
+		if name == "+" && !p.inv {
+			// "+" matches every interface: nft adds no expression for it
+			// and the rule lists without -i/-o
+			name = ""
+		}
 		if c == 'i' {
-			p.inIface, p.invIn = r.arg, p.inv
+			p.inIface, p.invIn = name, p.inv
 		} else {
-			p.outFace, p.invOut = r.arg, p.inv
+			p.outFace, p.invOut = name, p.inv
 		}
 	case 'f':
 		if err := p.setOption(optFragment); err != nil {
@@ -508,12 +514,16 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(optCounters); err != nil {
 			return false, err
 		}
-		if !p.g.hasArg() {
-			return false, paramf("-c requires packet and byte counter")
+		// 1.8.9 also takes "-c PKTS,BYTES" in one word
+		pkw, b, comma := strings.Cut(r.arg, ",")
+		if !comma {
+			if !p.g.hasArg() {
+				return false, paramf("-c requires packet and byte counter")
+			}
+			b = p.g.args[p.g.optind]
+			p.g.optind++
 		}
-		b := p.g.args[p.g.optind]
-		p.g.optind++
-		pk, ok1 := scanULL(r.arg)
+		pk, ok1 := scanULL(pkw)
 		if !ok1 {
 			return false, paramf("-c packet counter not numeric")
 		}
