@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/uptables/uptables/internal/xt/match"
 	"io"
 	"net/netip"
 	"os"
@@ -130,11 +131,7 @@ func runReplay(e *env, args []string) int {
 	}
 	var lister replay.RecentLister
 	if *recent != "" {
-		l, ok := any(eng).(replay.RecentLister)
-		if !ok {
-			return fail(1, "%v", replay.ErrRecentUnavailable)
-		}
-		lister = l
+		lister = engineRecent{eng}
 	}
 
 	// Everything bound for standard output shares one buffer, so that
@@ -236,4 +233,15 @@ func loadRules(path string) (*ruleset.Ruleset, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return rs, nil
+}
+
+// engineRecent lists the engine's recent lists for --recent.
+type engineRecent struct{ e *netfilter.Engine }
+
+func (r engineRecent) RecentEntries(name string) ([]replay.RecentEntry, bool) {
+	l, ok := match.RecentListByName(r.e.Named(), name)
+	if !ok {
+		return nil, false
+	}
+	return l.Entries(nil), true
 }

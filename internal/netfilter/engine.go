@@ -465,3 +465,7 @@ func (e *Engine) SharedNames(kind string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Named returns the engine's registry of shared named state, for
+// control-plane lookups such as match.RecentListByName.
+func (e *Engine) Named() xt.NamedState { return e.named }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/uptables/uptables/internal/statestore"
 	"io"
 	"net/netip"
 	"strconv"
@@ -17,19 +18,9 @@ const (
 	InitialJiffies = uint64(1<<32) - 300*HZ
 )
 
-// RecentEntry is one address of an xt_recent list, as the recent match's
-// runtime keeps it. Times are packet timestamps (ns since the Unix epoch).
-type RecentEntry struct {
-	Addr netip.Addr
-	TTL  uint8
-	// LastSeenNS is the time of the last recorded packet.
-	LastSeenNS int64
-	// Index is the ring write index (the kernel prints it as "oldest_pkt").
-	Index int
-	// StampsNS are the valid timestamps in ring order (not sorted), as the
-	// kernel prints them.
-	StampsNS []int64
-}
+// RecentEntry is one address of a recent list (the statestore's type: the
+// replay only formats it).
+type RecentEntry = statestore.RecentEntry
 
 // RecentLister is what `replay --recent NAME` needs from the recent match's
 // runtime: the entries of the list called name, in the order
