@@ -66,6 +66,9 @@ func TestOfflineIptables(t *testing.T) {
 		{[]string{"-A", "INPUT", "-d", "!", "1.2.3.4"}, 2, "write `! -d 1.2.3.4'"},
 		{[]string{"-A", "INPUT", "-s", "example.com"}, 2, "never resolves host names"},
 		{[]string{"-s", "1.2.3.4"}, 2, "no command specified"},
+		{[]string{"-A", "INPUT", "-p", "tcp", "--tcp-flags", "SYN", "-j", "DROP"}, 2, "iptables v1.8.9 (nf_tables): --tcp-flags requires two args.\nTry `iptables -h'"},
+		{[]string{"-A", "INPUT", "-j", "LOG", "--log-level", "err"}, 2, "unknown\n\nTry `iptables -h' or 'iptables --help' for more information.\nuptables: hint: did you mean error (3)?"},
+		{[]string{"-A", "INPUT", "-p", "tcp", "--dport", "!", "22"}, 2, "hint: put the negation before the option"},
 	} {
 		rc, _, errs := c.run("", append([]string{"--ruleset", c.file}, tc.args...)...)
 		if rc != tc.rc || !strings.Contains(errs, tc.err) {

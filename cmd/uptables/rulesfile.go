@@ -137,8 +137,8 @@ func (f *rulesFile) store(rs *ruleset.Ruleset) error {
 // report prints an error as the iptables tool prog does, plus uptables'
 // hint, and returns the exit status.
 func report(e *env, prog string, err error) int {
-	var ie *iptables.Error
-	if errors.As(err, &ie) {
+	if iptables.IsCommandError(err) {
+		ie := iptables.AsError(err, "", "")
 		fmt.Fprintln(e.stderr, ie.Text(prog))
 		if ie.Hint != "" {
 			fmt.Fprintln(e.stderr, "uptables: hint: "+ie.Hint)

@@ -131,6 +131,16 @@ func paramf(msg string) *Error { return &Error{Kind: KindParam, Msg: msg} }
 // plain returns an exit-1 libiptc-style error.
 func plain(msg string) *Error { return &Error{Kind: KindPlain, Msg: msg} }
 
+// IsCommandError reports whether err is one of the errors AsError
+// understands (as opposed to, say, an I/O error).
+func IsCommandError(err error) bool {
+	var e *Error
+	var pe *xt.ParamError
+	var ve *ruleset.ValidationError
+	var ke *xt.KernelError
+	return errors.As(err, &e) || errors.As(err, &pe) || errors.As(err, &ve) || errors.As(err, &ke)
+}
+
 // AsError converts any error the grammar, the extensions or the validator
 // produced into an *Error. op and chain name the kernel operation for
 // validation failures (RULE_APPEND, "INPUT").
@@ -144,7 +154,11 @@ func AsError(err error, op, chain string) *Error {
 	}
 	var pe *xt.ParamError
 	if errors.As(err, &pe) {
-		return &Error{Kind: KindParam, Msg: pe.Msg, NoPrefix: pe.NoPrefix, Hint: pe.Hint}
+		h := pe.Hint
+		if h == "" {
+			h = extensionHint(pe.Msg)
+		}
+		return &Error{Kind: KindParam, Msg: pe.Msg, NoPrefix: pe.NoPrefix, Hint: h}
 	}
 	var ve *ruleset.ValidationError
 	if errors.As(err, &ve) {

@@ -231,7 +231,7 @@ func parse(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*pa
 	}
 	p.ctx.Family = fam
 	if err := p.run(); err != nil {
-		return nil, err
+		return nil, AsError(err, "", "")
 	}
 	return p, nil
 }
