@@ -132,6 +132,10 @@ func runReplay(e *env, args []string) int {
 	var lister replay.RecentLister
 	if *recent != "" {
 		lister = engineRecent{eng}
+		// Lists exist from the moment a rule naming them is loaded.
+		if _, ok := lister.RecentEntries(*recent); !ok {
+			return fail(1, "--recent: no list named %q (no rule of the ruleset uses it)", *recent)
+		}
 	}
 
 	// Everything bound for standard output shares one buffer, so that
