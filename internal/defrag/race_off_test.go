@@ -1,0 +1,5 @@
+//go:build !race
+
+package defrag
+
+const raceEnabled = false
