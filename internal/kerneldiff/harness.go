@@ -208,8 +208,8 @@ func (h *helperProc) stop() {
 }
 
 // runScript runs a traffic script in ns and returns the helper's report.
-func runScript(ctx context.Context, ns, self string, steps []Step) (string, error) {
-	js, err := json.Marshal(helperInput{Steps: steps})
+func runScript(ctx context.Context, ns, self string, in helperInput) (string, error) {
+	js, err := json.Marshal(in)
 	if err != nil {
 		return "", err
 	}

@@ -92,6 +92,9 @@ func (sc *Scenario) Run(ctx context.Context, idx int, self, dir string) (out *Ou
 	if err != nil {
 		return nil, fmt.Errorf("namespace setup: %w", err)
 	}
+	if _, err := runScript(ctx, t.ClientNS, self, helperInput{TxCsumOff: t.ClientIf}); err != nil {
+		return nil, err
+	}
 	if _, err := nsRun(ctx, t.ServerNS, "iptables-restore", rulesPath); err != nil {
 		return nil, fmt.Errorf("kernel refused the ruleset: %w", err)
 	}
@@ -123,14 +126,14 @@ func (sc *Scenario) Run(ctx context.Context, idx int, self, dir string) (out *Ou
 		}
 	}()
 	if len(client) > 0 {
-		rep, err := runScript(ctx, t.ClientNS, self, client)
+		rep, err := runScript(ctx, t.ClientNS, self, helperInput{Steps: client})
 		out.Traffic += "client:\n" + rep
 		if err != nil {
 			return out, err
 		}
 	}
 	if len(server) > 0 {
-		rep, err := runScript(ctx, t.ServerNS, self, server)
+		rep, err := runScript(ctx, t.ServerNS, self, helperInput{Steps: server})
 		out.Traffic += "server:\n" + rep
 		if err != nil {
 			return out, err

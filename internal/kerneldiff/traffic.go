@@ -343,8 +343,10 @@ type Listen struct {
 
 // helperInput is the JSON the harness writes to a helper's standard input.
 type helperInput struct {
-	Listen *Listen `json:"listen,omitempty"`
-	Steps  []Step  `json:"steps,omitempty"`
+	// TxCsumOff names a device whose TX checksum offload is switched off.
+	TxCsumOff string  `json:"txcsumoff,omitempty"`
+	Listen    *Listen `json:"listen,omitempty"`
+	Steps     []Step  `json:"steps,omitempty"`
 }
 
 // HelperMain is the helper's entry point, called by the test binary's
@@ -354,6 +356,12 @@ func HelperMain(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := json.NewDecoder(stdin).Decode(&in); err != nil {
 		fmt.Fprintf(stderr, "helper: bad input: %v\n", err)
 		return 2
+	}
+	if in.TxCsumOff != "" {
+		if err := setTxChecksum(in.TxCsumOff, false); err != nil {
+			fmt.Fprintf(stderr, "helper: %v\n", err)
+			return 1
+		}
 	}
 	if in.Listen != nil {
 		if err := serve(in.Listen, stdout); err != nil {
