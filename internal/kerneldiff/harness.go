@@ -23,6 +23,7 @@ import (
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
 	"github.com/uptables/uptables/internal/xt/builtin"
+	"github.com/uptables/uptables/internal/xt/match"
 )
 
 // Bounds of the harness (2-core CI machine: generous but finite).
@@ -406,15 +407,12 @@ func Replay(rules string, t Topology, capPath string, recent []string) (*Uptable
 		res.Log = strings.Split(s, "\n")
 	}
 	if len(recent) > 0 {
-		lister, ok := any(eng).(replay.RecentLister)
-		if !ok {
-			return res, replay.ErrRecentUnavailable
-		}
 		for _, name := range recent {
-			entries, ok := lister.RecentEntries(name)
+			l, ok := match.RecentListByName(eng.Named(), name)
 			if !ok {
 				return res, fmt.Errorf("uptables has no recent list %q", name)
 			}
+			entries := l.Entries(nil)
 			var b bytes.Buffer
 			if err := replay.WriteRecentProc(&b, entries, replay.Jiffies{BootNS: r.FirstTimeNS()}); err != nil {
 				return res, err

@@ -81,13 +81,13 @@ func TestKernelDiff(t *testing.T) {
 				}
 				t.Fatalf("%s (covers: %s): %v", sc.Name, sc.Covers, err)
 			}
-			if out.Uptables.Stats.Processed == 0 {
+			if out.Uptables.Stats.Frames == 0 {
 				failed = append(failed, sc.Name)
-				t.Fatalf("the capture held no packet for the engine (traffic:\n%s)", out.Traffic)
+				t.Fatalf("the capture is empty (traffic:\n%s)", out.Traffic)
 			}
 			if out.Diff != "" {
 				differ = append(differ, sc.Name)
-				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\ntraffic:\n%s", sc.Covers, out.Diff, out.Traffic)
+				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nreplay: %+v\ntraffic:\n%s", sc.Covers, out.Diff, out.Uptables.Stats, out.Traffic)
 				return
 			}
 			if os.Getenv("KERNELDIFF_VERBOSE") != "" {
