@@ -99,6 +99,8 @@ var (
 	// ErrNotFragment: the packet is not an IPv4 fragment (or failed the IP
 	// header checks); the caller should not have offered it.
 	ErrNotFragment = errors.New("defrag: not an IPv4 fragment")
+	// ErrHook: defragmentation runs only in PREROUTING and OUTPUT.
+	ErrHook = errors.New("defrag: hook is not PREROUTING or OUTPUT")
 	// ErrIPv6: IPv6 reassembly (nf_defrag_ipv6) is not implemented.
 	ErrIPv6 = errors.New("defrag: IPv6 fragment reassembly is not supported")
 	// ErrNoMemory: the accounted memory is above HighThresh.
@@ -264,6 +266,9 @@ func IsFragment(p *packet.Packet) bool {
 // caller drops the fragment from the hook. Add never panics and, in steady
 // state (queues and buffers recycled, dst large enough), allocates nothing.
 func (d *Defrag) Add(p *packet.Packet, hook packet.Hook, zone uint16, dst []byte) (Result, error) {
+	if hook != packet.PreRouting && hook != packet.LocalOut {
+		return Result{}, ErrHook
+	}
 	if p.Version == 6 && p.Status != packet.BadL3 {
 		return Result{}, ErrIPv6
 	}

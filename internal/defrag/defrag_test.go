@@ -235,6 +235,9 @@ func TestRefused(t *testing.T) {
 			t.Errorf("got %v, want %v", err, tc.want)
 		}
 	}
+	if _, err := d.Add(decode(t, packettest.Fragments(whole, 1480)[0], 0), packet.Forward, 0, nil); !errors.Is(err, ErrHook) {
+		t.Errorf("FORWARD: %v", err)
+	}
 	var bad packet.Packet
 	if _, err := d.Add(&bad, packet.PreRouting, 0, nil); !errors.Is(err, ErrNotFragment) {
 		t.Errorf("zero packet: %v", err)

@@ -80,9 +80,9 @@ type queue struct {
 	rid      uint32
 }
 
-// reset empties q's datagram state, keeping its buffers (ip_frag_reinit
-// keeps the maximum sizes too, so they are cleared by the caller that wants
-// a fresh queue).
+// resetData empties q's datagram state, keeping its buffers and the
+// largest fragment sizes (ip_frag_reinit leaves max_size/max_df_size alone
+// as far as we know; reset clears them for a recycled queue).
 func (q *queue) resetData() {
 	q.flags, q.ecn, q.hdrLen = 0, 0, 0
 	q.length, q.meat = 0, 0
