@@ -99,7 +99,7 @@ func (sc *Scenario) Run(ctx context.Context, idx int, self, dir string) (out *Ou
 		return nil, fmt.Errorf("kernel refused the ruleset: %w", err)
 	}
 	out = &Outcome{Capture: filepath.Join(dir, "server.pcap")}
-	if len(sc.Listen.TCP)+len(sc.Listen.UDP) > 0 {
+	if len(sc.Listen.TCP)+len(sc.Listen.UDP)+len(sc.Listen.HalfOpen) > 0 {
 		l := sc.Listen
 		h, err := startHelper(t.ServerNS, self, "server", helperInput{Listen: &l})
 		if err != nil {

@@ -339,7 +339,14 @@ func l4Checksum(src, dst netip.Addr, proto uint8, l4 []byte) uint16 {
 type Listen struct {
 	TCP []uint16 `json:"tcp,omitempty"`
 	UDP []uint16 `json:"udp,omitempty"`
+	// HalfOpen are TCP ports whose connections the server keeps open for
+	// halfOpenHold after the peer's FIN (the server side stays in
+	// CLOSE_WAIT, the conntrack entry too).
+	HalfOpen []uint16 `json:"halfopen,omitempty"`
 }
+
+// halfOpenHold is how long a HalfOpen connection outlives the peer's FIN.
+const halfOpenHold = 3 * time.Second
 
 // helperInput is the JSON the harness writes to a helper's standard input.
 type helperInput struct {
@@ -409,11 +416,18 @@ func HelperMain(stdin io.Reader, stdout, stderr io.Writer) int {
 
 // serve starts the listeners and prints "ready" once all are bound.
 func serve(l *Listen, stdout io.Writer) error {
-	for _, port := range l.TCP {
+	half := map[uint16]bool{}
+	ports := append([]uint16{}, l.TCP...)
+	for _, p := range l.HalfOpen {
+		half[p] = true
+		ports = append(ports, p)
+	}
+	for _, port := range ports {
 		ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
 		if err != nil {
 			return err
 		}
+		linger := half[port]
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -424,6 +438,9 @@ func serve(l *Listen, stdout io.Writer) error {
 					defer c.Close()
 					_ = c.SetDeadline(time.Now().Add(maxHold + 10*time.Second))
 					_, _ = io.Copy(io.Discard, c)
+					if linger {
+						time.Sleep(halfOpenHold)
+					}
 				}()
 			}
 		}()
