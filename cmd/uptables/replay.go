@@ -210,6 +210,9 @@ func runReplay(e *env, args []string) int {
 func writeSummary(w io.Writer, st replay.Stats) {
 	fmt.Fprintf(w, "%d frames: %d packets replayed (%d accepted, %d dropped, %d queued), %d replies emitted, %d LOG lines\n",
 		st.Frames, st.Processed, st.Accepted, st.Dropped, st.Queued, st.Replies, st.LogLines)
+	if st.Reassembly > 0 {
+		fmt.Fprintf(w, "%d fragments held for reassembly (the chains saw the reassembled datagrams)\n", st.Reassembly)
+	}
 	var parts []string
 	for k := replay.Skip(1); int(k) < len(st.Skipped); k++ {
 		if st.Skipped[k] > 0 {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/uptables/uptables/internal/conntrack"
+	"github.com/uptables/uptables/internal/defrag"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
@@ -44,6 +45,9 @@ type Config struct {
 	// RouteMTU returns the MTU of the route towards an address (TCPMSS
 	// --clamp-mss-to-pmtu). nil = 1500 everywhere.
 	RouteMTU func(addr netip.Addr) (int, bool)
+	// Defrag configures IPv4 reassembly, which runs before raw at
+	// PREROUTING and OUTPUT whenever conntrack is active (nf_defrag_ipv4).
+	Defrag defrag.Config
 	// GCBudget is how many conntrack hash-chain nodes a worker scans every
 	// 64 packets to reap expired entries (0 = 256).
 	GCBudget int
@@ -59,6 +63,7 @@ type Engine struct {
 	named *namedState
 	rnd   func() uint32
 	ct    atomic.Pointer[conntrack.Table]
+	frag  atomic.Pointer[defrag.Defrag]
 	// workers numbers the workers: a worker's index stands in for the
 	// kernel's CPU number (NFQUEUE --queue-cpu-fanout, -m cpu).
 	workers atomic.Int32
@@ -103,6 +108,7 @@ func (e *Engine) Load(rs *ruleset.Ruleset) error {
 			return err
 		}
 		e.ct.Store(t)
+		e.frag.Store(defrag.New(e.cfg.Defrag))
 	}
 	e.cur.Store(c)
 	e.log.Debug("ruleset loaded", "conntrack", c.conntrack)
@@ -167,6 +173,10 @@ type Worker struct {
 	// POSTROUTING, as the kernel's ip_local_out does; replyPkt is its packet.
 	reply    *Worker
 	replyPkt packet.Packet
+	// whole is the reassembled datagram when a fragment completed one;
+	// wholeBuf is its buffer (64 KiB, the largest IPv4 datagram).
+	whole    packet.Packet
+	wholeBuf []byte
 }
 
 // NewWorker returns a worker whose targets emit into out.
@@ -287,6 +297,16 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 	w.last = Decision{}
 	res := Result{Verdict: xt.VerdictAccept, Tracked: ct != nil}
 	hooks := pathHooks[path]
+	if ct != nil && attach == nil && defrag.IsFragment(p) {
+		q, ok := w.reassemble(hooks[0], p)
+		if !ok {
+			res.Verdict = xt.VerdictStolen
+			res.Hook = hooks[0]
+			return res
+		}
+		p = q
+		x.P = p
+	}
 hooks:
 	for _, h := range hooks {
 		x.Hook = h
@@ -351,6 +371,36 @@ hooks:
 	}
 	return res
 }
+
+// reassemble offers a fragment to the defragmenter (priority -400, before
+// raw). It returns the reassembled datagram, decoded into the worker's own
+// packet with the completing fragment's metadata, or ok=false when the
+// fragment was queued or refused: the packet is stolen, no chain sees it.
+func (w *Worker) reassemble(h xt.Hook, p *packet.Packet) (*packet.Packet, bool) {
+	d := w.e.frag.Load()
+	if w.wholeBuf == nil {
+		w.wholeBuf = make([]byte, 0, 65536)
+	}
+	if w.n&63 == 0 {
+		d.GC(p.TimeNS, nil)
+	}
+	r, err := d.Add(p, h, w.ctx.Zone, w.wholeBuf[:0])
+	if err != nil || !r.Done {
+		return nil, false
+	}
+	q := &w.whole
+	meta := *p
+	if q.Decode(r.Out) == packet.BadL3 {
+		return nil, false
+	}
+	q.Link, q.InIface, q.OutIface, q.Mark, q.TimeNS = meta.Link, meta.InIface, meta.OutIface, meta.Mark, meta.TimeNS
+	q.UID, q.GID, q.HasOwner = meta.UID, meta.GID, meta.HasOwner
+	return q, true
+}
+
+// Defrag returns the reassembly state (statistics), or nil while
+// conntrack has never been active.
+func (e *Engine) Defrag() *defrag.Defrag { return e.frag.Load() }
 
 // nat runs the nat table for a connection's first packet and then applies
 // the connection's binding to the packet (nf_nat_inet_fn): later packets of

@@ -491,3 +491,34 @@ func TestSeedDNATSNATRoundTrip(t *testing.T) {
 		t.Fatalf("nat PREROUTING counters %v", got)
 	}
 }
+
+// Spec §1.4: with conntrack active, fragments are reassembled before raw, so
+// `-f` never matches, and counters and -m length see the whole datagram.
+func TestDefragBeforeRaw(t *testing.T) {
+	h := load(t, `
+-t raw -A PREROUTING -f
+-t raw -A PREROUTING -p udp -m length --length 3000:3100
+-A INPUT -m state --state NEW -p udp --dport 53 -j ACCEPT
+-P INPUT DROP`)
+	dgram := packettest.UDP(packettest.UDPOpts{Src: "192.0.2.20", Dst: server, SrcPort: 999, DstPort: 53, Payload: make([]byte, 3000), IP: packettest.IP{ID: 4242}})
+	frags := packettest.Fragments(dgram, 1480)
+	if len(frags) != 3 {
+		t.Fatalf("%d fragments", len(frags))
+	}
+	var last netfilter.Result
+	for i, f := range frags {
+		last = h.in(f)
+		if i < len(frags)-1 && last.Verdict != xt.VerdictStolen {
+			t.Fatalf("fragment %d: %+v, want it held for reassembly", i, last)
+		}
+	}
+	if last.Verdict != xt.VerdictAccept || last.CT.State != conntrack.New {
+		t.Fatalf("reassembled datagram: %+v", last)
+	}
+	if got := h.counters("raw", "PREROUTING"); got[0] != 0 || got[1] != 1 {
+		t.Fatalf("raw counters %v: -f must not match, length must see 3028 bytes", got)
+	}
+	if got := h.counters("filter", "INPUT"); got[0] != 1 {
+		t.Fatalf("filter counters %v", got)
+	}
+}

@@ -91,6 +91,10 @@ const (
 	// VerdictQueue hands the packet to user space (NFQUEUE): the queue
 	// number and bypass flag are in Ctx.Queue.
 	VerdictQueue
+	// VerdictStolen: the engine kept the packet (a fragment queued for
+	// reassembly, or refused by the defragmenter); the data plane neither
+	// delivers nor answers it (the kernel's NF_STOLEN).
+	VerdictStolen
 )
 
 // QueueInfo is filled by NFQUEUE.

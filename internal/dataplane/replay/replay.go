@@ -109,7 +109,10 @@ type Stats struct {
 	Accepted  uint64           // verdicts of captured packets
 	Dropped   uint64
 	Queued    uint64
-	Replies   uint64 // replies sent (emitted by targets, let out by OUTPUT/POSTROUTING)
+	// Reassembly counts fragments the engine kept for reassembly (or
+	// refused): the reassembled datagram is what the chains see.
+	Reassembly uint64
+	Replies    uint64 // replies sent (emitted by targets, let out by OUTPUT/POSTROUTING)
 	// RepliesLost counts replies beyond maxPendingReplies for one packet
 	// (missing from its Event only).
 	RepliesLost uint64
@@ -285,6 +288,8 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 		r.stats.Accepted++
 	case xt.VerdictQueue:
 		r.stats.Queued++
+	case xt.VerdictStolen:
+		r.stats.Reassembly++
 	default:
 		r.stats.Dropped++
 	}

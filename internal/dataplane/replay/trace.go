@@ -355,6 +355,8 @@ func verdictName(v xt.Verdict) string {
 		return "DROP"
 	case xt.VerdictQueue:
 		return "QUEUE"
+	case xt.VerdictStolen:
+		return "STOLEN"
 	case xt.Continue:
 		return "CONTINUE"
 	}
