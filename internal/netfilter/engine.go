@@ -98,7 +98,8 @@ func (e *Engine) Load(rs *ruleset.Ruleset) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := compile(rs, e.cur.Load(), e.named, e.rnd, &e.cfg)
+	track := &trackedNamed{n: e.named, used: map[string]bool{}}
+	c, err := compile(rs, e.cur.Load(), track, e.rnd, &e.cfg)
 	if err != nil {
 		return err
 	}
@@ -111,6 +112,10 @@ func (e *Engine) Load(rs *ruleset.Ruleset) error {
 		e.frag.Store(defrag.New(e.cfg.Defrag))
 	}
 	e.cur.Store(c)
+	// A recent list or hashlimit table lives as long as a rule names it:
+	// the kernel destroys it with its last rule, so re-adding a rule later
+	// starts from an empty list with the new rule's configuration.
+	e.named.prune(track.used)
 	e.log.Debug("ruleset loaded", "conntrack", c.conntrack)
 	return nil
 }
@@ -475,6 +480,31 @@ func (discard) Log(*xt.Ctx, uint8, []byte) {}
 type namedState struct {
 	mu sync.Mutex
 	m  map[string]any
+}
+
+// trackedNamed records which named objects a compile asked for.
+type trackedNamed struct {
+	n    *namedState
+	used map[string]bool
+}
+
+func (t *trackedNamed) Shared(kind, name string, create func() (any, error)) (any, error) {
+	v, err := t.n.Shared(kind, name, create)
+	if err == nil {
+		t.used[kind+"\x00"+name] = true
+	}
+	return v, err
+}
+
+// prune forgets the objects no rule of the new ruleset refers to.
+func (n *namedState) prune(used map[string]bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k := range n.m {
+		if !used[k] {
+			delete(n.m, k)
+		}
+	}
 }
 
 func (n *namedState) Shared(kind, name string, create func() (any, error)) (any, error) {

@@ -522,3 +522,56 @@ func TestDefragBeforeRaw(t *testing.T) {
 		t.Fatalf("filter counters %v", got)
 	}
 }
+
+// Spec §4.1: a recent list lives while a rule names it. Adding an unrelated
+// rule keeps it (and its entries); deleting the last rule that names it
+// destroys it, so a new rule starts with an empty list.
+func TestRecentListLifetime(t *testing.T) {
+	reg := builtin.Registry()
+	rs := ruleset.New(xt.IPv4)
+	run := func(line string) {
+		t.Helper()
+		args, _ := iptables.SplitShell(line)
+		res, _, err := iptables.Run(rs, reg, args, &strings.Builder{})
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if res.Ruleset != nil {
+			rs = res.Ruleset
+		}
+	}
+	e := netfilter.New(netfilter.Config{Seed: 1})
+	w := e.NewWorker(nil)
+	ping := func() {
+		var p packet.Packet
+		p.Decode(packettest.EchoRequest("192.0.2.1", server, 1, 1, 56))
+		p.InIface, p.TimeNS = "eth0", 1e9
+		w.Process(netfilter.PathInput, &p)
+	}
+	entries := func() int {
+		l, ok := e.Shared("recent", "K")
+		if !ok {
+			return -1
+		}
+		return l.(interface{ Len() int }).Len()
+	}
+	run("-A INPUT -p icmp -m recent --set --name K")
+	if err := e.Load(rs); err != nil {
+		t.Fatal(err)
+	}
+	ping()
+	run("-A INPUT -p tcp --dport 22 -j ACCEPT")
+	if err := e.Load(rs); err != nil {
+		t.Fatal(err)
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("after an unrelated change the list has %d entries, want 1", n)
+	}
+	run("-D INPUT 1")
+	if err := e.Load(rs); err != nil {
+		t.Fatal(err)
+	}
+	if n := entries(); n != -1 {
+		t.Fatalf("list still exists (%d entries) after its last rule was deleted", n)
+	}
+}
