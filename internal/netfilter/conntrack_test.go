@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/uptables/uptables/internal/conntrack"
+	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
 	"github.com/uptables/uptables/internal/ruleset"
@@ -182,5 +183,51 @@ func TestStatefulAllocs(t *testing.T) {
 	e.ConntrackTable().Flush()
 	if n := testing.AllocsPerRun(1000, newFlow); n != 0 {
 		t.Fatalf("new flows: %v allocs per packet", n)
+	}
+}
+
+// TestDNATICMPErrorTranslation: an ICMP error the real server sends about a
+// DNATed datagram is RELATED and reaches the client looking as if the
+// public address had sent it: outer source and quoted destination are both
+// translated back, and the ICMP checksum stays valid.
+func TestDNATICMPErrorTranslation(t *testing.T) {
+	dnat := &ruleset.Rule{Kind: ruleset.TargetExt, TSpec: &xt.TargetSpec{Name: "DNAT"},
+		Target: &dnatTarget{addr: netip.MustParseAddr("10.0.0.3"), port: 8080}}
+	rs := &ruleset.Ruleset{Family: xt.IPv4, Tables: []*ruleset.Table{{Name: "nat", Chains: []*ruleset.Chain{
+		{Name: "PREROUTING", BuiltIn: true, Hook: xt.PreRouting, Policy: ruleset.Accept, Rules: []*ruleset.Rule{dnat}},
+		{Name: "INPUT", BuiltIn: true, Hook: xt.LocalIn, Policy: ruleset.Accept},
+		{Name: "OUTPUT", BuiltIn: true, Hook: xt.LocalOut, Policy: ruleset.Accept},
+		{Name: "POSTROUTING", BuiltIn: true, Hook: xt.PostRouting, Policy: ruleset.Accept},
+	}}}}
+	e := New(Config{Seed: 1, Conntrack: conntrack.Config{HashKey: [2]uint64{1, 2}}})
+	if err := e.Load(rs); err != nil {
+		t.Fatal(err)
+	}
+	w := e.NewWorker(nil)
+	req := packettest.UDP(packettest.UDPOpts{Src: "10.0.0.1", Dst: "10.0.0.2", SrcPort: 5000, DstPort: 53, Payload: []byte("q")})
+	p := decode(t, req, "eth0", "eth1", 1e9)
+	if r := w.Process(PathForward, p); r.Verdict != xt.VerdictAccept || p.Dst != netip.MustParseAddr("10.0.0.3") {
+		t.Fatalf("request: %+v dst %v", r, p.Dst)
+	}
+	// The server answers the translated datagram with port unreachable.
+	icmpErr := packettest.ICMPError(packettest.ICMPErrorOpts{Src: "10.0.0.3", Dst: "10.0.0.1", Type: 3, Code: 3, Original: append([]byte(nil), p.Data...)})
+	q := decode(t, icmpErr, "eth1", "eth0", 2e9)
+	r := w.Process(PathForward, q)
+	if r.Verdict != xt.VerdictAccept || r.CT.State != conntrack.Related {
+		t.Fatalf("ICMP error: %+v", r)
+	}
+	if q.Src != netip.MustParseAddr("10.0.0.2") {
+		t.Fatalf("outer source %v, want the public 10.0.0.2", q.Src)
+	}
+	var in packet.Packet
+	if !q.DecodeEmbedded(&in) || in.Dst != netip.MustParseAddr("10.0.0.2") || in.DstPort != 53 {
+		t.Fatalf("quoted datagram dst %v:%d, want 10.0.0.2:53", in.Dst, in.DstPort)
+	}
+	icmp := q.ICMP()
+	if icmp.CalculateChecksum(0) != icmp.Checksum() {
+		t.Fatal("outer ICMP checksum not valid after translation")
+	}
+	if !header.IPv4(in.Data).ChecksumValid() {
+		t.Fatal("quoted IP header checksum not valid after translation")
 	}
 }

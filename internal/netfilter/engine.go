@@ -182,6 +182,8 @@ type Worker struct {
 	// wholeBuf is its buffer (64 KiB, the largest IPv4 datagram).
 	whole    packet.Packet
 	wholeBuf []byte
+	// inner is the datagram quoted by an ICMP error, for NAT.
+	inner packet.Packet
 }
 
 // NewWorker returns a worker whose targets emit into out.
@@ -406,44 +408,6 @@ func (w *Worker) reassemble(h xt.Hook, p *packet.Packet) (*packet.Packet, bool) 
 // Defrag returns the reassembly state (statistics), or nil while
 // conntrack has never been active.
 func (e *Engine) Defrag() *defrag.Defrag { return e.frag.Load() }
-
-// nat runs the nat table for a connection's first packet and then applies
-// the connection's binding to the packet (nf_nat_inet_fn): later packets of
-// the connection, in both directions, are translated without traversing nat.
-// Packets without a connection (INVALID, UNTRACKED) never see nat.
-func (w *Worker) nat(c *compiled, h xt.Hook, ct *conntrack.Table) xt.Verdict {
-	x := &w.ctx
-	conn := x.CT.Conn
-	if ct == nil || conn == nil {
-		return xt.VerdictAccept
-	}
-	m := conntrack.ManipForHook(h)
-	if x.CT.Info.State == conntrack.New && !conn.NATInitialized(m) {
-		if t := c.tables[tNat]; t != nil {
-			if v := w.runTable(t, h); v != xt.VerdictAccept {
-				return v
-			}
-		}
-		if !conn.NATInitialized(m) {
-			conn.SetNullBinding(m)
-		}
-	}
-	if rw, ok := x.CT.NAT(h); ok {
-		p := x.P
-		if rw.Manip == conntrack.ManipSrc {
-			p.SetSrc(rw.Addr)
-			if rw.HasPort {
-				p.SetSrcPort(rw.Port)
-			}
-		} else {
-			p.SetDst(rw.Addr)
-			if rw.HasPort {
-				p.SetDstPort(rw.Port)
-			}
-		}
-	}
-	return xt.VerdictAccept
-}
 
 // replyRouter is the emitter the worker's targets see: a reply (REJECT's RST
 // or ICMP error) first crosses OUTPUT and POSTROUTING of the same ruleset,
