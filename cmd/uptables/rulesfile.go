@@ -104,6 +104,15 @@ func (f *rulesFile) store(rs *ruleset.Ruleset) error {
 	if err := iptables.WriteSave(&buf, rs, iptables.SaveOptions{Counters: true, Now: time.Now()}); err != nil {
 		return err
 	}
+	// Never write a file that would not load again (an extension printing
+	// a form its own parser refuses would otherwise lock the user out).
+	if _, err := iptables.Restore(ruleset.New(xt.IPv4), f.reg, bytes.NewReader(buf.Bytes()), iptables.RestoreOptions{Counters: true}); err != nil {
+		msg := err.Error()
+		if e, ok := err.(*iptables.Error); ok {
+			msg = e.Text("iptables-restore")
+		}
+		return fmt.Errorf("internal error: the new rule set would not load back, %s left unchanged:\n%s", f.path, msg)
+	}
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp*")
 	if err != nil {
