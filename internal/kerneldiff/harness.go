@@ -469,9 +469,11 @@ func CompareSave(kernel, upt string) string {
 	return b.String()
 }
 
-// diffLines is a small line diff: lines are paired by position after
-// dropping the common prefix and suffix; the differing middle is shown as
-// "- kernel" / "+ uptables" pairs.
+// diffLines is a line diff (longest common subsequence) of the part
+// between the common prefix and suffix: lines only the kernel has are
+// shown "- ", lines only uptables has "+ ", common lines inside the
+// differing region "  ". Inputs beyond maxDiffCells fall back to pairing
+// lines by position.
 func diffLines(title string, k, u []string) string {
 	i := 0
 	for i < len(k) && i < len(u) && k[i] == u[i] {
@@ -487,16 +489,50 @@ func diffLines(title string, k, u []string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (- kernel, + uptables):\n", title)
-	for x := i; x < jk || x < ju; x++ {
-		if x < jk {
-			fmt.Fprintf(&b, "  - %q\n", k[x])
+	a, c := k[i:jk], u[i:ju]
+	if (len(a)+1)*(len(c)+1) > maxDiffCells {
+		for x := 0; x < len(a) || x < len(c); x++ {
+			if x < len(a) {
+				fmt.Fprintf(&b, "  - %q\n", a[x])
+			}
+			if x < len(c) {
+				fmt.Fprintf(&b, "  + %q\n", c[x])
+			}
 		}
-		if x < ju {
-			fmt.Fprintf(&b, "  + %q\n", u[x])
+		return b.String()
+	}
+	// lcs[x][y] = length of the LCS of a[x:] and c[y:].
+	w := len(c) + 1
+	lcs := make([]int, (len(a)+1)*w)
+	for x := len(a) - 1; x >= 0; x-- {
+		for y := len(c) - 1; y >= 0; y-- {
+			if a[x] == c[y] {
+				lcs[x*w+y] = lcs[(x+1)*w+y+1] + 1
+			} else {
+				lcs[x*w+y] = max(lcs[(x+1)*w+y], lcs[x*w+y+1])
+			}
+		}
+	}
+	x, y := 0, 0
+	for x < len(a) || y < len(c) {
+		switch {
+		case x < len(a) && y < len(c) && a[x] == c[y]:
+			fmt.Fprintf(&b, "    %q\n", a[x])
+			x++
+			y++
+		case y == len(c) || (x < len(a) && lcs[(x+1)*w+y] >= lcs[x*w+y+1]):
+			fmt.Fprintf(&b, "  - %q\n", a[x])
+			x++
+		default:
+			fmt.Fprintf(&b, "  + %q\n", c[y])
+			y++
 		}
 	}
 	return b.String()
 }
+
+// maxDiffCells bounds the LCS table of diffLines (memory and time).
+const maxDiffCells = 1 << 22
 
 // CompareLog compares LOG lines byte for byte, in order. No normalisation
 // is applied: tcpdump captures the veth's Ethernet header, which is the

@@ -227,6 +227,10 @@ func TestCompareLog(t *testing.T) {
 	if d := CompareLog(a, a[:1]); !strings.Contains(d, "Y: IN=kds1") {
 		t.Errorf("missing line not shown: %s", d)
 	}
+	ins := []string{a[0], "Z: extra ", a[1]}
+	if d := CompareLog(a, ins); !strings.Contains(d, `  + "Z: extra "`) || strings.Contains(d, `- "Y:`) {
+		t.Errorf("an inserted line should show as one + line:\n%s", d)
+	}
 	b := []string{a[0], "Y: IN=kds1 OUT= SRC=1.2.3.5"}
 	if d := CompareLog(a, b); d == "" {
 		t.Error("trailing space difference not detected (lines must be byte-exact)")
