@@ -20,9 +20,41 @@ func saveText(t *testing.T, rs *ruleset.Ruleset) string {
 	return b.String()
 }
 
+// iptablesCannotReload reports the saved forms that iptables 1.8.9 itself
+// prints but cannot read back, which uptables prints byte for byte as well:
+// hashlimit byte rates under 1 byte/s print as "0b/s" (measured:
+// `--hashlimit-upto 1b/s` lists as `0b/s`, which the parser refuses), and
+// a --string/--hex-string whose escaped form exceeds the 128-byte pattern
+// limit.
+func iptablesCannotReload(saved string) bool {
+	if strings.Contains(saved, " 0b/s") {
+		return true
+	}
+	for _, opt := range []string{"--string ", "--hex-string "} {
+		for rest := saved; ; {
+			i := strings.Index(rest, opt)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(opt):]
+			end := strings.Index(rest, " --")
+			if end < 0 {
+				end = len(rest)
+			}
+			if end > 128 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // roundTrip checks save(parse(x)) == save(restore(save(parse(x)))).
 func roundTrip(t *testing.T, reg *xt.Registry, rs *ruleset.Ruleset) {
 	s1 := saveText(t, rs)
+	if iptablesCannotReload(s1) {
+		return
+	}
 	rs2, err := iptables.Restore(ruleset.New(xt.IPv4), reg, strings.NewReader(s1), iptables.RestoreOptions{Counters: true})
 	if err != nil {
 		t.Fatalf("saved text does not load again: %v\n%s", err, s1)

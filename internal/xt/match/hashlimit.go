@@ -288,6 +288,12 @@ func (m *Hashlimit) Final(ctx *xt.ParseContext) error {
 		var burst uint64
 		if m.flags&(1<<hlOptBurst) != 0 {
 			rb := hashlimitCostToBytes(m.Avg)
+			if rb == 0 {
+				// iptables 1.8.9 dies of a division by zero here
+				// (SIGFPE); refuse the rule with an explanation instead.
+				return &xt.ParamError{Msg: "hashlimit: the byte rate is too low to give a burst",
+					Hint: "iptables 1.8.9 crashes on this rule (Floating point exception); use a higher --hashlimit rate or drop --hashlimit-burst"}
+			}
 			if m.Burst < rb {
 				return xt.Errorf("burst cannot be smaller than %db", rb)
 			}

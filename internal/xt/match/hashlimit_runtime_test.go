@@ -1,6 +1,7 @@
 package match
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -280,4 +281,21 @@ func TestHashlimitRuntimeAllocsAndRace(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
+}
+
+// TestHashlimitByteBurstTooLowRate: iptables 1.8.9 crashes (SIGFPE) on
+// `--hashlimit 1b/s --hashlimit-burst 10`; uptables refuses it instead.
+func TestHashlimitByteBurstTooLowRate(t *testing.T) {
+	m := &Hashlimit{}
+	ctx := &xt.ParseContext{Family: xt.IPv4, Table: "filter", Chain: "INPUT"}
+	for _, o := range [][2]string{{"hashlimit", "1b/s"}, {"hashlimit-burst", "10"}, {"hashlimit-name", "a"}} {
+		if err := m.Parse(ctx, o[0], false, o[1], nil); err != nil {
+			t.Fatalf("--%s %s: %v", o[0], o[1], err)
+		}
+	}
+	err := m.Final(ctx)
+	var pe *xt.ParamError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Hint, "crashes") {
+		t.Fatalf("got %v, want a parameter problem explaining the iptables crash", err)
+	}
 }
