@@ -158,9 +158,21 @@ func (e *Engine) ConntrackTable() *conntrack.Table { return e.ct.Load() }
 
 // Tracer observes traversal (replay --trace). Calls happen on the packet's
 // goroutine; implementations must not retain c.
+//
+// For every rule visited the engine calls Rule, then IP with the result of
+// the rule's generic part (-s, -d, -i, -o, -p, -f), then, when that held,
+// Match after each of the rule's matches ran until one fails. The rule
+// matched when IP said IPMatch and no Match said false (a match that set
+// c.HotDrop is followed by a Decision dropping the packet at this rule).
 type Tracer interface {
 	// Rule is called before a rule is tested.
 	Rule(c *xt.Ctx, table, chain string, index int, r *ruleset.Rule)
+	// IP reports the generic part: IPMatch, or the first test that failed.
+	IP(c *xt.Ctx, fail IPTest)
+	// Match is called right after the rule's match number i (0-based, the
+	// index in r.Matches) ran with its result, before anything else runs,
+	// so that an xt.Explainer m can explain it from the state it left.
+	Match(c *xt.Ctx, i int, m xt.PacketMatcher, matched bool)
 	// Decision is called when a table decides (rule or policy).
 	Decision(c *xt.Ctx, d Decision)
 }

@@ -64,6 +64,41 @@ func (ip *ipPart) match(p *packet.Packet) bool {
 	return true
 }
 
+// IPTest names one test of a rule's generic part, for the tracer.
+type IPTest uint8
+
+const (
+	// IPMatch: every test of the generic part held.
+	IPMatch IPTest = iota
+	IPSrc          // -s
+	IPDst          // -d
+	IPIn           // -i
+	IPOut          // -o
+	IPProto        // -p
+	IPFrag         // -f
+)
+
+// mismatch tells which test of the generic part fails for p first, in
+// match's order, or IPMatch. It runs only under a tracer, after match said
+// false, so the packet path keeps its single boolean test.
+func (ip *ipPart) mismatch(p *packet.Packet) IPTest {
+	switch {
+	case !ip.anySrc && maskedEqual(p.Src, ip.srcMask, ip.src) == ip.invSrc, ip.anySrc && ip.invSrc:
+		return IPSrc
+	case !ip.anyDst && maskedEqual(p.Dst, ip.dstMask, ip.dst) == ip.invDst, ip.anyDst && ip.invDst:
+		return IPDst
+	case ip.in.match(p.InIface) == ip.invIn:
+		return IPIn
+	case ip.out.match(p.OutIface) == ip.invOut:
+		return IPOut
+	case ip.proto != 0 && (p.Proto == ip.proto) == ip.invProto:
+		return IPProto
+	case ip.frag && (p.FragOff != 0) == ip.invFrag:
+		return IPFrag
+	}
+	return IPMatch
+}
+
 // frame is one return address on the jump stack.
 type frame struct {
 	chain int
@@ -108,18 +143,30 @@ func (w *Worker) runTable(t *table, hook xt.Hook) xt.Verdict {
 			return w.policy(t, ch)
 		}
 		r := &ch.rules[idx]
-		if w.tracer != nil {
-			w.tracer.Rule(c, t.name, ch.name, r.index, r.src)
+		tr := w.tracer
+		if tr != nil {
+			tr.Rule(c, t.name, ch.name, r.index, r.src)
 		}
 		if !r.ip.match(p) {
+			if tr != nil {
+				tr.IP(c, r.ip.mismatch(p))
+			}
 			idx++
 			continue
 		}
+		if tr != nil {
+			tr.IP(c, IPMatch)
+		}
 		c.Chain = ch.name
 		ok := true
-		for _, m := range r.matches {
+		for i, m := range r.matches {
 			if !m.Matches(c) {
 				ok = false
+			}
+			if tr != nil {
+				tr.Match(c, i, m, ok)
+			}
+			if !ok {
 				break
 			}
 		}

@@ -78,6 +78,22 @@ type PacketMatcher interface {
 	Matches(c *Ctx) bool
 }
 
+// Explainer is an optional interface of a PacketMatcher: it says why the
+// match just decided as it did for c.P (replay --trace, an iptables TRACE
+// that gives reasons). The engine's tracer calls Explain right after
+// Matches returned matched for this packet and before anything else runs,
+// so the match explains from the state as Matches left it: what it
+// consulted ("SSHPOOL 192.0.2.1: 5 hits within 3600s (need 5), ttl 64"),
+// and, when it failed, which of its tests did ("dpt 22 (want 80)").
+// Explain appends to b and returns it, without the verdict (the tracer
+// adds "→ match" or "→ no match"). It must not change any state (no second
+// Matches, no bucket refill, no list update) and may allocate: it only
+// runs in trace mode. Matches without it are reported as plain
+// "match"/"no match".
+type Explainer interface {
+	Explain(c *Ctx, matched bool, b []byte) []byte
+}
+
 // Verdict is what a target tells the engine.
 type Verdict uint8
 

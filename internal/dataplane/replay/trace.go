@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -18,22 +19,30 @@ import (
 
 // Trace asks the replay to explain packets the way iptables' TRACE target
 // does (`TRACE: table:chain:rule:N`), but for every rule visited, matched or
-// not, and without having to add TRACE rules:
+// not, without having to add TRACE rules, and with the reason: after each
+// rule line a "why" line says what the rule's tests saw, from the engine's
+// own evaluation (netfilter.Tracer) and the matches' xt.Explainer, never
+// from a second evaluation (which would disturb recent lists, buckets and
+// counts):
 //
 //	TRACE: #3 2024-01-01T00:00:01.000000000Z PREROUTING,INPUT IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TTL=64 PROTO=TCP SPT=40000 DPT=22 SYN
 //	TRACE: filter:INPUT:rule:1 nomatch -A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+//	TRACE: filter:INPUT:rule:1 why: tcp: spt 40000 dpt 22 (want 80) flags SYN → no match
 //	TRACE: filter:INPUT:rule:2 match -j SSH -A INPUT -p tcp -m tcp --dport 22 -j SSH
-//	TRACE: filter:SSH:rule:1 match LOG (continue) -A SSH -j LOG
-//	TRACE: filter:SSH:log SSH: IN=eth0 OUT= ...
-//	TRACE: filter:SSH:return:2
-//	TRACE: filter:INPUT:policy:3 DROP
-//	TRACE: #3 verdict DROP by filter:INPUT:policy
+//	TRACE: filter:INPUT:rule:2 why: -p tcp: PROTO=TCP; tcp: spt 40000 dpt 22 flags SYN → match
+//	TRACE: filter:SSH:rule:1 match DROP -A SSH -m recent --update --seconds 60 --hitcount 4 --name SSH --mask 255.255.255.255 --rsource -j DROP
+//	TRACE: filter:SSH:rule:1 why: recent: SSH 10.0.0.1: 4 hits within 60s (need 4), ttl 64, this packet recorded → match
+//	TRACE: #3 verdict DROP by filter:SSH:rule:1
+//
+// A rule is followed by its "why" line: for a rule that did not match, the
+// test that failed (an address, interface or protocol of the rule's
+// generic part, or the first match that said no); for a rule that matched,
+// every test it has. Matches without an explanation show their name only.
+// A match that hot-dropped the packet (a truncated header, a full table)
+// ends its line with "→ hot-drop".
 //
 // As in the kernel, the number after "return" and "policy" counts the
 // chain's rules plus one (the kernel numbers the chain's implicit end).
-// Whether a rule matched is read from its packet counter around the
-// packet, so the explanation is what the engine did, not a re-evaluation
-// (which would disturb stateful matches such as recent).
 type Trace struct {
 	// W receives the lines.
 	W io.Writer
@@ -67,7 +76,16 @@ type tev struct {
 	rule  *ruleset.Rule
 	dec   netfilter.Decision
 	log   string
+	// For a visit: the engine's verdict on the rule's tests.
+	ipFail  netfilter.IPTest
+	failed  bool // a match said no (or the generic part did)
+	hotDrop bool
+	why     []string // one part per test reported, in order
 }
+
+// matched reports whether the rule's tests all held (its counter was
+// bumped and its target ran).
+func (e *tev) matched() bool { return !e.failed && !e.hotDrop }
 
 type chainKey struct{ table, chain string }
 
@@ -79,8 +97,8 @@ type tracer struct {
 	pkt    *packet.Packet
 	index  uint64
 	events []tev
-	before map[chainKey][]uint64
 	reply  string // summary of the reply whose traversal was seen
+	buf    []byte // Explain's scratch
 }
 
 func newTracer(eng *netfilter.Engine, t *Trace) *tracer {
@@ -101,7 +119,6 @@ func (tr *tracer) begin(index uint64, path netfilter.Path, p *packet.Packet) {
 	tr.pkt = p
 	tr.reply = ""
 	tr.events = tr.events[:0]
-	tr.before = snapshot(tr.eng.Ruleset())
 	b := tr.t.bw
 	b.WriteString("TRACE: #")
 	b.WriteString(strconv.FormatUint(index, 10))
@@ -130,6 +147,72 @@ func (tr *tracer) isReply(c *xt.Ctx) bool {
 func (tr *tracer) Rule(c *xt.Ctx, table, chain string, index int, r *ruleset.Rule) {
 	if tr.on {
 		tr.events = append(tr.events, tev{kind: tevVisit, reply: tr.isReply(c), hook: c.Hook, table: table, chain: chain, index: index, rule: r})
+	}
+}
+
+// lastVisit is the rule being tested: IP and Match follow its Rule call
+// before anything else of the traversal (a REJECT reply's traversal only
+// starts when the target runs).
+func (tr *tracer) lastVisit() *tev {
+	for i := len(tr.events) - 1; i >= 0; i-- {
+		if tr.events[i].kind == tevVisit {
+			return &tr.events[i]
+		}
+	}
+	return nil
+}
+
+// IP implements netfilter.Tracer: the generic part's result, explained
+// by the packet field that was compared.
+func (tr *tracer) IP(c *xt.Ctx, fail netfilter.IPTest) {
+	if !tr.on {
+		return
+	}
+	e := tr.lastVisit()
+	if e == nil {
+		return
+	}
+	e.ipFail = fail
+	if fail != netfilter.IPMatch {
+		e.failed = true
+		e.why = append(e.why, ipWhy(e.rule, c.P, fail))
+		return
+	}
+	for t := netfilter.IPSrc; t <= netfilter.IPFrag; t++ {
+		if ipTested(e.rule, t) {
+			e.why = append(e.why, ipWhy(e.rule, c.P, t))
+		}
+	}
+}
+
+// Match implements netfilter.Tracer: the match's own explanation, taken
+// now, while its state is as it left it.
+func (tr *tracer) Match(c *xt.Ctx, i int, m xt.PacketMatcher, matched bool) {
+	if !tr.on {
+		return
+	}
+	e := tr.lastVisit()
+	if e == nil {
+		return
+	}
+	name := "match"
+	if i < len(e.rule.Matches) && e.rule.Matches[i].Spec != nil {
+		name = e.rule.Matches[i].Spec.Name
+	}
+	part := name
+	if x, ok := m.(xt.Explainer); ok {
+		tr.buf = x.Explain(c, matched, append(tr.buf[:0], name+": "...))
+		part = string(tr.buf)
+	}
+	if !matched {
+		// A failing match speaks alone: the ones before it held.
+		e.failed = true
+		e.why = append(e.why[:0], part)
+	} else {
+		e.why = append(e.why, part)
+	}
+	if c.HotDrop {
+		e.hotDrop = true
 	}
 }
 
@@ -162,9 +245,8 @@ func (tr *tracer) end(res netfilter.Result) {
 		}
 	}
 	rs := tr.eng.Ruleset()
-	after := snapshot(rs)
 	tr.events = main
-	tr.render(rs, after)
+	tr.render(rs)
 	b := tr.t.bw
 	b.WriteString("TRACE: #")
 	b.WriteString(strconv.FormatUint(tr.index, 10))
@@ -187,55 +269,18 @@ func (tr *tracer) end(res netfilter.Result) {
 		b.WriteString(tr.reply)
 		b.WriteByte('\n')
 		tr.events = reply
-		tr.render(rs, after)
+		tr.render(rs)
 	}
 	tr.events = all[:0]
 }
 
 // render writes the lines of tr.events.
-func (tr *tracer) render(rs *ruleset.Ruleset, after map[chainKey][]uint64) {
+func (tr *tracer) render(rs *ruleset.Ruleset) {
 	chains := map[chainKey]*ruleset.Chain{}
 	for _, t := range rs.Tables {
 		for _, c := range t.Chains {
 			chains[chainKey{t.Name, c.Name}] = c
 		}
-	}
-	type rk struct {
-		chainKey
-		i int
-	}
-	visits := map[rk]int{}
-	for _, e := range tr.events {
-		if e.kind == tevVisit {
-			visits[rk{chainKey{e.table, e.chain}, e.index}]++
-		}
-	}
-	matched := func(i int) bool {
-		e := tr.events[i]
-		k := chainKey{e.table, e.chain}
-		var delta uint64
-		if a, b := after[k], tr.before[k]; e.index-1 < len(a) && e.index-1 < len(b) {
-			delta = a[e.index-1] - b[e.index-1]
-		}
-		n := visits[rk{k, e.index}]
-		switch {
-		case delta == 0:
-			return false
-		case delta >= uint64(n):
-			return true
-		}
-		// The rule was visited more often than it matched (a chain jumped
-		// to twice): judge by what followed.
-		if i+1 < len(tr.events) {
-			nx := tr.events[i+1]
-			if nx.kind == tevDecision && nx.table == e.table && nx.chain == e.chain && nx.index == e.index {
-				return true
-			}
-			if nx.kind == tevVisit && (e.rule.Kind == ruleset.TargetJump || e.rule.Kind == ruleset.TargetGoto) && nx.chain == e.rule.Chain {
-				return true
-			}
-		}
-		return false
 	}
 	nrules := func(table, chain string) int {
 		if c := chains[chainKey{table, chain}]; c != nil {
@@ -296,8 +341,10 @@ func (tr *tracer) render(rs *ruleset.Ruleset, after map[chainKey][]uint64) {
 		}
 		curNext = e.index + 1
 		text := RuleText(e.chain, e.rule)
-		if !matched(i) {
+		why := "why: " + whyText(&e)
+		if !e.matched() {
 			line(e.table, e.chain, "rule", e.index, "nomatch "+text)
+			line(e.table, e.chain, "rule", e.index, why)
 			continue
 		}
 		var what string
@@ -329,23 +376,89 @@ func (tr *tracer) render(rs *ruleset.Ruleset, after map[chainKey][]uint64) {
 			}
 		}
 		line(e.table, e.chain, "rule", e.index, what+" "+text)
+		line(e.table, e.chain, "rule", e.index, why)
 	}
 }
 
-// snapshot copies the rule packet counters of every chain.
-func snapshot(rs *ruleset.Ruleset) map[chainKey][]uint64 {
-	m := map[chainKey][]uint64{}
-	for _, t := range rs.Tables {
-		for _, c := range t.Chains {
-			v := make([]uint64, len(c.Rules))
-			for i, r := range c.Rules {
-				v[i] = r.Counters.Packets
-			}
-			m[chainKey{t.Name, c.Name}] = v
-		}
+// whyText joins a visit's explanation parts and its outcome.
+func whyText(e *tev) string {
+	var b strings.Builder
+	if len(e.why) == 0 {
+		b.WriteString("no tests")
 	}
-	return m
+	for i, p := range e.why {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	}
+	switch {
+	case e.hotDrop:
+		b.WriteString(" → hot-drop")
+	case e.failed:
+		b.WriteString(" → no match")
+	default:
+		b.WriteString(" → match")
+	}
+	return b.String()
 }
+
+// ipTested reports whether rule r has test t in its generic part.
+func ipTested(r *ruleset.Rule, t netfilter.IPTest) bool {
+	switch t {
+	case netfilter.IPSrc:
+		return r.Src.IsValid() && xt.MaskLen(r.SrcMask) != 0 || r.InvSrc
+	case netfilter.IPDst:
+		return r.Dst.IsValid() && xt.MaskLen(r.DstMask) != 0 || r.InvDst
+	case netfilter.IPIn:
+		return r.InIface != "" || r.InvIn
+	case netfilter.IPOut:
+		return r.OutIface != "" || r.InvOut
+	case netfilter.IPProto:
+		return r.Proto != 0
+	case netfilter.IPFrag:
+		return r.Frag
+	}
+	return false
+}
+
+// ipWhy describes one test of the generic part: the rule's option as
+// iptables -S writes it and the packet's field as a LOG line names it
+// ("-s 10.0.0.0/8: SRC=203.0.113.7").
+func ipWhy(r *ruleset.Rule, p *packet.Packet, t netfilter.IPTest) string {
+	not := func(inv bool) string {
+		if inv {
+			return "! "
+		}
+		return ""
+	}
+	pfx := func(a, m netip.Addr) string {
+		if !a.IsValid() {
+			return "0.0.0.0/0"
+		}
+		if n := xt.MaskLen(m); n >= 0 {
+			return netip.PrefixFrom(a, n).String()
+		}
+		return a.String() + "/" + m.String()
+	}
+	switch t {
+	case netfilter.IPSrc:
+		return not(r.InvSrc) + "-s " + pfx(r.Src, r.SrcMask) + ": SRC=" + p.Src.String()
+	case netfilter.IPDst:
+		return not(r.InvDst) + "-d " + pfx(r.Dst, r.DstMask) + ": DST=" + p.Dst.String()
+	case netfilter.IPIn:
+		return not(r.InvIn) + "-i " + r.InIface + ": IN=" + p.InIface
+	case netfilter.IPOut:
+		return not(r.InvOut) + "-o " + r.OutIface + ": OUT=" + p.OutIface
+	case netfilter.IPProto:
+		return not(r.InvProto) + "-p " + protoLower(r.Proto) + ": PROTO=" + protoUpper(p.Proto)
+	case netfilter.IPFrag:
+		return not(r.InvFrag) + "-f: FRAG=" + strconv.Itoa(int(p.FragOff))
+	}
+	return "?"
+}
+
+func protoLower(n uint8) string { return strings.ToLower(protoUpper(n)) }
 
 func verdictName(v xt.Verdict) string {
 	switch v {

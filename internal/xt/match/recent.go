@@ -313,6 +313,9 @@ type RecentRuntime struct {
 	rttl    bool
 	dest    bool
 	name    string
+	// mask is this rule's --mask, with which Explain finds the packet's
+	// entry (the list's own mask is its creating rule's, normally the same).
+	mask netip.Addr
 }
 
 var _ xt.MatchBuilder = (*Recent)(nil)
@@ -342,7 +345,7 @@ func (m *Recent) Build(env *xt.Env) (xt.PacketMatcher, error) {
 	}
 	l.Require(RecentRing(m.HitCount))
 	return &RecentRuntime{list: l, cmd: statestore.RecentCmd(m.Command), invert: m.Invert,
-		seconds: m.Seconds, hits: m.HitCount, reap: m.Reap, rttl: m.TTL, dest: m.Dest, name: m.Name}, nil
+		seconds: m.Seconds, hits: m.HitCount, reap: m.Reap, rttl: m.TTL, dest: m.Dest, name: m.Name, mask: mask}, nil
 }
 
 // Matches implements xt.PacketMatcher (xt_recent's recent_mt). The TTL is
