@@ -328,7 +328,14 @@ func (m *String) Explain(c *xt.Ctx, _ bool, b []byte) []byte {
 		if !m.ICase {
 			at = bytes.Index(win, m.Pattern)
 		} else {
-			at = bytes.Index(bytes.Map(exUpperRune, win), bytes.Map(exUpperRune, m.Pattern))
+			up := func(x []byte) []byte {
+				y := make([]byte, len(x))
+				for i, ch := range x {
+					y[i] = kernelToUpper(ch)
+				}
+				return y
+			}
+			at = bytes.Index(up(win), up(m.Pattern))
 		}
 	}
 	if at >= 0 {
@@ -340,16 +347,6 @@ func (m *String) Explain(c *xt.Ctx, _ bool, b []byte) []byte {
 		b = append(b, " (inverted)"...)
 	}
 	return b
-}
-
-// exUpperRune applies kernelToUpper byte-wise for bytes.Map (which passes
-// bytes below 0x80 as runes of the same value; the others never reach it
-// as single runes, so --icase explanations of Latin-1 text are approximate).
-func exUpperRune(r rune) rune {
-	if r < 0x100 {
-		return rune(kernelToUpper(byte(r)))
-	}
-	return r
 }
 
 // Explain implements xt.Explainer: the packet's time as the match saw it
