@@ -64,6 +64,10 @@ type Engine struct {
 	rnd   func() uint32
 	ct    atomic.Pointer[conntrack.Table]
 	frag  atomic.Pointer[defrag.Defrag]
+	// local reassembles fragments for local delivery when conntrack is
+	// off (ip_local_deliver): INPUT then sees whole datagrams while
+	// PREROUTING saw the fragments.
+	local *defrag.Defrag
 	// workers numbers the workers: a worker's index stands in for the
 	// kernel's CPU number (NFQUEUE --queue-cpu-fanout, -m cpu).
 	workers atomic.Int32
@@ -71,7 +75,7 @@ type Engine struct {
 
 // New returns an engine with an empty ruleset (every chain ACCEPT).
 func New(cfg Config) *Engine {
-	e := &Engine{cfg: cfg, log: cfg.Logger, named: &namedState{m: map[string]any{}}}
+	e := &Engine{cfg: cfg, log: cfg.Logger, named: &namedState{m: map[string]any{}}, local: defrag.New(cfg.Defrag)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -317,7 +321,7 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 	res := Result{Verdict: xt.VerdictAccept, Tracked: ct != nil}
 	hooks := pathHooks[path]
 	if ct != nil && attach == nil && defrag.IsFragment(p) {
-		q, ok := w.reassemble(hooks[0], p)
+		q, ok := w.reassemble(w.e.frag.Load(), hooks[0], p)
 		if !ok {
 			res.Verdict = xt.VerdictStolen
 			res.Hook = hooks[0]
@@ -330,6 +334,15 @@ hooks:
 	for _, h := range hooks {
 		x.Hook = h
 		res.Hook = h
+		if h == xt.LocalIn && ct == nil && defrag.IsFragment(p) {
+			q, ok := w.reassemble(w.e.local, xt.PreRouting, p)
+			if !ok {
+				res.Verdict = xt.VerdictStolen
+				break
+			}
+			p = q
+			x.P = p
+		}
 		for _, st := range hookSteps[h] {
 			v := xt.VerdictAccept
 			switch st {
@@ -395,8 +408,7 @@ hooks:
 // raw). It returns the reassembled datagram, decoded into the worker's own
 // packet with the completing fragment's metadata, or ok=false when the
 // fragment was queued or refused: the packet is stolen, no chain sees it.
-func (w *Worker) reassemble(h xt.Hook, p *packet.Packet) (*packet.Packet, bool) {
-	d := w.e.frag.Load()
+func (w *Worker) reassemble(d *defrag.Defrag, h xt.Hook, p *packet.Packet) (*packet.Packet, bool) {
 	if w.wholeBuf == nil {
 		w.wholeBuf = make([]byte, 0, 65536)
 	}

@@ -575,3 +575,31 @@ func TestRecentListLifetime(t *testing.T) {
 		t.Fatalf("list still exists (%d entries) after its last rule was deleted", n)
 	}
 }
+
+// Without conntrack the kernel still reassembles datagrams for local
+// delivery (ip_local_deliver): PREROUTING sees the fragments, INPUT the
+// whole datagram (found by the kernel differential suite).
+func TestLocalDeliveryReassembly(t *testing.T) {
+	h := load(t, `
+-t raw -A PREROUTING -f
+-t raw -A PREROUTING ! -f
+-A INPUT -f
+-A INPUT -p udp ! -f`)
+	if h.e.Conntrack() {
+		t.Fatal("these rules must not switch conntrack on")
+	}
+	dgram := packettest.UDP(packettest.UDPOpts{Src: "192.0.2.21", Dst: server, SrcPort: 40000, DstPort: 7110, Payload: make([]byte, 40), IP: packettest.IP{ID: 99}})
+	frags := packettest.Fragments(dgram, 24)
+	for i, f := range frags {
+		r := h.in(f)
+		if i < len(frags)-1 && r.Verdict != xt.VerdictStolen {
+			t.Fatalf("fragment %d: %+v", i, r)
+		}
+	}
+	if got := h.counters("raw", "PREROUTING"); got[0] != uint64(len(frags)-1) || got[1] != 1 {
+		t.Fatalf("raw PREROUTING %v: every fragment is seen there", got)
+	}
+	if got := h.counters("filter", "INPUT"); got[0] != 0 || got[1] != 1 {
+		t.Fatalf("filter INPUT %v: one whole datagram", got)
+	}
+}
