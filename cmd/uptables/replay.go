@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,10 @@ options:
   --trace-filter EXPR   only explain packets matching EXPR: host A, src A,
                         dst A, port N, proto P, joined by "and"
   --seed N              seed of the engine's random source (default 1)
+  --local-owner UID[:GID]
+                        owner of locally generated packets that a process's
+                        socket sent (LOG --log-uid, -m owner); a capture does
+                        not record it (default: no owner)
 `
 
 // prefixList is a repeatable --local flag.
@@ -93,6 +98,7 @@ func runReplay(e *env, args []string) int {
 	trace := fs.Bool("trace", false, "")
 	traceFilter := fs.String("trace-filter", "", "")
 	seed := fs.Uint64("seed", 1, "")
+	owner := fs.String("local-owner", "", "")
 	captures, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -113,6 +119,21 @@ func runReplay(e *env, args []string) int {
 		return fail(2, "--format %q: want text or jsonl", *format)
 	case *traceFilter != "" && !*trace:
 		return fail(2, "--trace-filter needs --trace")
+	}
+	var localOwner *replay.Owner
+	if *owner != "" {
+		u, g, ok := strings.Cut(*owner, ":")
+		uid, err1 := strconv.ParseUint(u, 10, 32)
+		gid, err2 := uint64(0), error(nil)
+		if ok {
+			gid, err2 = strconv.ParseUint(g, 10, 32)
+		} else {
+			gid = uid
+		}
+		if err1 != nil || err2 != nil {
+			return fail(2, "--local-owner %q: want UID[:GID] as numbers", *owner)
+		}
+		localOwner = &replay.Owner{UID: uint32(uid), GID: uint32(gid)}
 	}
 	var filter *replay.Filter
 	if *traceFilter != "" {
@@ -142,7 +163,7 @@ func runReplay(e *env, args []string) int {
 	// JSON lines, trace lines and LOG lines stay in packet order.
 	stdout := bufio.NewWriterSize(e.stdout, 1<<16)
 	defer stdout.Flush()
-	cfg := replay.Config{Local: locals, InIface: *inIface, OutIface: *outIface}
+	cfg := replay.Config{Local: locals, InIface: *inIface, OutIface: *outIface, LocalOwner: localOwner}
 	switch *logTo {
 	case "":
 	case "-":

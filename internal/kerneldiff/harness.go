@@ -390,7 +390,10 @@ func Replay(rules string, t Topology, capPath string, recent []string) (*Uptable
 		local = append(local, p)
 	}
 	var logBuf bytes.Buffer
-	r := replay.New(eng, replay.Config{Local: local, InIface: t.ServerIf, OutIface: t.ServerIf, Log: &logBuf})
+	// The server's sockets belong to the test binary, which runs as root:
+	// its packets carry UID 0 / GID 0 (LOG --log-uid).
+	r := replay.New(eng, replay.Config{Local: local, InIface: t.ServerIf, OutIface: t.ServerIf, Log: &logBuf,
+		LocalOwner: &replay.Owner{UID: 0, GID: 0}})
 	if err := r.ReplayFile(capPath); err != nil {
 		return nil, err
 	}

@@ -70,6 +70,9 @@ type Config struct {
 	Trace *Trace
 	// EchoWindowNS: see DefaultEchoWindowNS; 0 = the default.
 	EchoWindowNS int64
+	// LocalOwner, when set, is the owner of locally generated packets
+	// (see setOwner); nil = no packet has an owner.
+	LocalOwner *Owner
 }
 
 // Event describes one frame. It is reused: an Observer must copy what it
@@ -138,6 +141,7 @@ type pendingReply struct {
 // (conntrack, recent lists, counters) as one continuous run.
 type Replayer struct {
 	cfg    Config
+	eng    *netfilter.Engine
 	w      *netfilter.Worker
 	split  splitter
 	pkt    packet.Packet
@@ -161,7 +165,7 @@ func New(eng *netfilter.Engine, cfg Config) *Replayer {
 	if cfg.EchoWindowNS == 0 {
 		cfg.EchoWindowNS = DefaultEchoWindowNS
 	}
-	r := &Replayer{cfg: cfg}
+	r := &Replayer{cfg: cfg, eng: eng}
 	r.echo.win = cfg.EchoWindowNS
 	if cfg.Log != nil {
 		r.log = bufio.NewWriterSize(cfg.Log, 64<<10)
@@ -270,10 +274,15 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 		p.InIface, p.OutIface = in, ""
 	case netfilter.PathOutput:
 		p.InIface, p.OutIface = "", out
+		undoLocalNAT(r.eng, p)
+		setOwner(r.cfg.LocalOwner, p)
 	default:
 		p.InIface, p.OutIface = in, out
 	}
 	p.Mark = 0
+	if path != netfilter.PathOutput {
+		p.HasOwner = false
+	}
 	r.stats.Processed++
 	r.nrep = 0
 	if r.tr != nil {
