@@ -47,9 +47,9 @@ const benchRules = `*filter
 COMMIT
 `
 
-func benchRuleset(t testing.TB) *ruleset.Ruleset {
+func benchRuleset(t testing.TB, text string) *ruleset.Ruleset {
 	t.Helper()
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), strings.NewReader(benchRules), iptables.RestoreOptions{})
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), strings.NewReader(text), iptables.RestoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,20 +101,39 @@ func BenchmarkReplay(b *testing.B) {
 	f.Close()
 	n := len(pkts)
 	pkts = nil
-	b.Run("stateless", func(b *testing.B) { benchReplay(b, benchRuleset(b), path, n) })
-	// The same 20 rules with conntrack on: the last INPUT rule becomes a
-	// (never matching) state rule, which makes the engine track every
-	// connection, as one stateful rule does in a kernel namespace.
-	rs := benchRuleset(b)
-	var in *ruleset.Chain
-	for _, c := range rs.Table("filter").Chains {
-		if c.Name == "INPUT" {
-			in = c
-		}
-	}
-	in.Rules[len(in.Rules)-1].Matches = []ruleset.MatchEntry{stateNever()}
-	b.Run("conntrack", func(b *testing.B) { benchReplay(b, rs, path, n) })
+	b.Run("stateless", func(b *testing.B) { benchReplay(b, benchRuleset(b, benchRules), path, n) })
+	b.Run("stateful", func(b *testing.B) { benchReplay(b, benchRuleset(b, benchStatefulRules), path, n) })
 }
+
+// benchStatefulRules is a 20-rule host firewall built from the seeds:
+// conntrack state, connlimit, recent, limit, hashlimit, LOG and REJECT.
+const benchStatefulRules = `*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SSH - [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m state --state INVALID -j DROP
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -s 192.168.0.0/16 -j DROP
+-A INPUT -p tcp --syn -m hashlimit --hashlimit-above 200/sec --hashlimit-burst 400 --hashlimit-mode srcip --hashlimit-name syn -j DROP
+-A INPUT -p tcp --syn --dport 80 -m connlimit --connlimit-above 20 --connlimit-mask 24 -j REJECT --reject-with tcp-reset
+-A INPUT -p tcp --dport 80 -m state --state NEW -m recent --name HTTP --set
+-A INPUT -p tcp --dport 80 -m state --state NEW -m recent --name HTTP --update --seconds 60 --hitcount 100 -j DROP
+-A INPUT -p tcp --dport 80 -j ACCEPT
+-A INPUT -p tcp --dport 443 -m state --state NEW -m limit --limit 1000/s --limit-burst 2000 -j ACCEPT
+-A INPUT -p tcp --dport 22 -j SSH
+-A INPUT -p icmp --icmp-type echo-request -m limit --limit 5/s --limit-burst 20 -j ACCEPT
+-A INPUT -p udp --dport 53 -j ACCEPT
+-A INPUT -m limit --limit 10/min -j LOG --log-prefix "DROP "
+-A SSH -m recent --name SSHPOOL --rcheck --seconds 3600 --hitcount 5 -j DROP
+-A SSH -m recent --name SSHPOOL --set -j ACCEPT
+-A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -s 10.0.0.0/8 -j ACCEPT
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -m state --state INVALID -j DROP
+COMMIT
+`
 
 func benchReplay(b *testing.B, rs *ruleset.Ruleset, path string, n int) {
 	b.ReportAllocs()

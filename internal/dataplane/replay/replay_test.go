@@ -446,7 +446,7 @@ func TestRecentProc(t *testing.T) {
 // capture is read outside the measured function here; BenchmarkReplay
 // measures the reader too).
 func TestZeroAlloc(t *testing.T) {
-	e := engine(t, benchRuleset(t))
+	e := engine(t, benchRuleset(t, benchRules))
 	var log bytes.Buffer
 	r := New(e, Config{Local: prefixes(host), Log: &log})
 	frames := [][]byte{
