@@ -574,7 +574,11 @@ func (r *RecentRuntime) Explain(c *xt.Ctx, matched bool, b []byte) []byte {
 	case statestore.RecentSet:
 		b = append(b, ": recorded"...)
 		if e != nil {
-			b = fmt.Appendf(b, ", %d stamps, ttl %d", len(e.StampsNS), e.TTL)
+			b = fmt.Appendf(b, ", %d stamp", len(e.StampsNS))
+			if len(e.StampsNS) != 1 {
+				b = append(b, 's')
+			}
+			b = fmt.Appendf(b, ", ttl %d", e.TTL)
 		}
 		return b
 	case statestore.RecentRemove:

@@ -159,7 +159,7 @@ func TestExplainRecent(t *testing.T) {
 	got = append(got, exRun(t, upd, c))
 	want := []string{
 		"no match: SSHPOOL 192.0.2.1: not listed",
-		"match: SSHPOOL 192.0.2.1: recorded, 1 stamps, ttl 64",
+		"match: SSHPOOL 192.0.2.1: recorded, 1 stamp, ttl 64",
 		"no match: SSHPOOL 192.0.2.1: 1 hit within 3600s (need 5), ttl 64",
 		"match: SSHPOOL 192.0.2.1: recorded, 2 stamps, ttl 64",
 		"no match: SSHPOOL 192.0.2.1: 2 hits within 3600s (need 5), ttl 64",
