@@ -38,8 +38,9 @@ import (
 // test that failed (an address, interface or protocol of the rule's
 // generic part, or the first match that said no); for a rule that matched,
 // every test it has. Matches without an explanation show their name only.
-// A match that hot-dropped the packet (a truncated header, a full table)
-// ends its line with "→ hot-drop".
+// A rule whose match dropped the packet itself (a truncated header, a full
+// table: the kernel's hotdrop) is shown as "hotdrop" and its why line ends
+// with "→ hot-drop"; the verdict names that rule.
 //
 // As in the kernel, the number after "return" and "policy" counts the
 // chain's rules plus one (the kernel numbers the chain's implicit end).
@@ -342,6 +343,13 @@ func (tr *tracer) render(rs *ruleset.Ruleset) {
 		curNext = e.index + 1
 		text := RuleText(e.chain, e.rule)
 		why := "why: " + whyText(&e)
+		if e.hotDrop {
+			// A match dropped the packet itself (the kernel's hotdrop): the
+			// rule did not match, its target did not run.
+			line(e.table, e.chain, "rule", e.index, "hotdrop "+text)
+			line(e.table, e.chain, "rule", e.index, why)
+			continue
+		}
 		if !e.matched() {
 			line(e.table, e.chain, "rule", e.index, "nomatch "+text)
 			line(e.table, e.chain, "rule", e.index, why)

@@ -94,3 +94,45 @@ func TestTraceFilterNarrows(t *testing.T) {
 		t.Errorf("no line\n%s\nin\n%s", want, s)
 	}
 }
+
+// TestTraceHotDrop: a TCP header cut short under -m tcp is dropped by the
+// match itself; the trace says so on the rule, with the match's reason,
+// and gives the verdict to that rule.
+func TestTraceHotDrop(t *testing.T) {
+	e := engine(t, restoreRules(t, `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p udp -j ACCEPT
+-A INPUT -p tcp -m tcp -j ACCEPT
+COMMIT
+`))
+	var out bytes.Buffer
+	r := New(e, Config{Local: prefixes(host), Trace: &Trace{W: &out}})
+	full := syn(client, host, 40000, 22, 1)
+	cut := append([]byte(nil), full[:30]...) // IP header + 10 bytes of TCP
+	cut[2], cut[3] = 0, 30                   // total length
+	cut[10], cut[11] = 0, 0
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(cut[i])<<8 | uint32(cut[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	cut[10], cut[11] = byte(^sum>>8), byte(^sum)
+	if err := r.Replay(bytes.NewReader(pcapBytes(t, layers.LinkTypeEthernet, []frame{{ip: cut}}))); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{
+		"TRACE: filter:INPUT:rule:1 why: -p udp: PROTO=TCP → no match\n",
+		"TRACE: filter:INPUT:rule:2 hotdrop -A INPUT -p tcp -m tcp -j ACCEPT\n",
+		"TRACE: filter:INPUT:rule:2 why: tcp: TCP header cut at 10 bytes (needs 20) → hot-drop\n",
+		"TRACE: #1 verdict DROP by filter:INPUT:rule:2\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no line %q in\n%s", want, s)
+		}
+	}
+}

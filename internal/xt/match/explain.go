@@ -106,7 +106,7 @@ func exL4(p *packet.Packet, xtForm bool, need int, proto string) (l4 []byte, why
 	case !ok:
 		return nil, "no " + proto + " header"
 	case xtForm && len(l4) < need:
-		return nil, proto + " header cut at " + strconv.Itoa(len(l4)) + " bytes (needs " + strconv.Itoa(need) + "): hot-dropped"
+		return nil, proto + " header cut at " + strconv.Itoa(len(l4)) + " bytes (needs " + strconv.Itoa(need) + ")"
 	}
 	return l4, ""
 }
@@ -142,7 +142,7 @@ func (m *TCP) Explain(c *xt.Ctx, _ bool, b []byte) []byte {
 		doff := int(l4[12]>>4) * 4
 		switch {
 		case doff < 20 || doff > len(l4):
-			b = append(b, ", bad data offset: hot-dropped"...)
+			b = append(b, ", bad data offset"...)
 		case rtTCPHasOption(l4[20:doff], m.Option):
 			b = fmt.Appendf(b, ", option %d present", m.Option)
 			b = exWant(b, m.InvOption, "absent")
@@ -695,7 +695,7 @@ func (r *ConnlimitRuntime) Explain(c *xt.Ctx, matched bool, b []byte) []byte {
 		b = fmt.Appendf(b, " zone %d", key.Zone)
 	}
 	if n == 0 {
-		return append(b, " not counted (no room or no tuple): hot-dropped"...)
+		return append(b, " not counted (no room or no tuple)"...)
 	}
 	b = fmt.Appendf(b, " holds %d connection", n)
 	if n != 1 {
@@ -789,7 +789,7 @@ func (r *HashlimitRuntime) Explain(c *xt.Ctx, matched bool, b []byte) []byte {
 	b = append(b, ' ')
 	b = append(b, exHLKey(&k, r.cfg)...)
 	if !ok {
-		return append(b, ": ports unreadable, hot-dropped"...)
+		return append(b, ": ports unreadable"...)
 	}
 	var ent *statestore.HashlimitEntry
 	r.tbl.Entries(c.P.TimeNS, func(e *statestore.HashlimitEntry) bool {
@@ -801,7 +801,7 @@ func (r *HashlimitRuntime) Explain(c *xt.Ctx, matched bool, b []byte) []byte {
 		return true
 	})
 	if ent == nil {
-		return append(b, ": no bucket (table full): hot-dropped"...)
+		return append(b, ": no bucket (table full)"...)
 	}
 	under := matched != r.above
 	credit := ent.Credit
