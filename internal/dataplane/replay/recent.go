@@ -25,7 +25,6 @@ type RecentLister interface {
 	RecentEntries(name string) (entries []RecentEntry, ok bool)
 }
 
-
 // Jiffies converts packet time to kernel jiffies; BootNS maps to
 // InitialJiffies (the replay uses the first packet's timestamp).
 type Jiffies = statestore.ProcJiffies
