@@ -38,7 +38,10 @@ options:
   --recent NAME         print the recent list NAME afterwards (/proc/net/xt_recent format)
   --format text|jsonl   text: a summary on standard error (default); jsonl: one
                         JSON object per packet on standard output
-  --trace               explain every packet rule by rule (TRACE: lines)
+  --trace               explain every packet rule by rule (TRACE: lines), each
+                        rule followed by a "why:" line: what its tests saw and
+                        the state they consulted (recent hits, connlimit
+                        counts, limit tokens, conntrack state)
   --trace-filter EXPR   only explain packets matching EXPR: host A, src A,
                         dst A, port N, proto P, joined by "and"
   --seed N              seed of the engine's random source (default 1)
