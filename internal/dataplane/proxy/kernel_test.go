@@ -194,7 +194,22 @@ func kernelPatterns() []*pattern {
 			clients: [][2]byte{{0, 2}, {0, 3}}, steps: s.steps})
 	}
 
-	// (2) HTTP: twenty live connections per /24, across three clients of
+	// (2) HTTP: twenty live connections per address; another address of
+	// the same /24 counts apart (default mask 32).
+	{
+		s := &script{}
+		a := s.holdN(0, 20)
+		s.hold(0) // 21st: RST
+		s.hold(1) // same /24, other address
+		s.close(a[5])
+		s.hold(0) // 20 live again
+		s.hold(0) // RST
+		out = append(out, &pattern{name: "http-connlimit", service: "http",
+			rules:   []string{"-A INPUT -p tcp --syn --dport {PORT} -m connlimit --connlimit-above 20 -j REJECT --reject-with tcp-reset"},
+			clients: [][2]byte{{0, 2}, {0, 3}}, steps: s.steps})
+	}
+
+	// (2b) HTTP: twenty live connections per /24, across three clients of
 	// one /24; a client of another /24 counts apart.
 	{
 		s := &script{}
