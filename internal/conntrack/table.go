@@ -29,13 +29,23 @@ type node struct {
 // mark, expires and the TCP state mirror are atomics; the protocol state is
 // guarded by mu, taken only by the tracker and by snapshots.
 type Conn struct {
-	node    [2]node
-	refs    atomic.Int32
+	// The four words a connlimit list check reads (ConnlimitCheck) come
+	// first and together, in 24 bytes: full slab chunks (256 entries) are
+	// page-aligned and the struct is a multiple of 32 bytes, so they share
+	// one cache line - the one miss that check costs per listed
+	// connection (TestConnLayout).
+
+	// gen counts the entry's recyclings: put bumps it when the last
+	// reference goes, before anything else is reset, so a ConnRef taken
+	// in one life never passes for a later one.
+	gen     atomic.Uint64
+	expires atomic.Int64 // packet-clock ns at which the entry dies
 	status  atomic.Uint32
-	mark    atomic.Uint32
-	expires atomic.Int64  // packet-clock ns at which the entry dies
 	pstate  atomic.Uint32 // TCP state, readable without mu
-	created int64         // packet time of the first packet
+	refs    atomic.Int32
+	mark    atomic.Uint32
+	node    [2]node
+	created int64 // packet time of the first packet
 
 	mu        sync.Mutex
 	tcp       tcpConn
@@ -317,6 +327,7 @@ func (t *Table) put(c *Conn) {
 	if c.refs.Add(-1) != 0 {
 		return
 	}
+	c.gen.Add(1)
 	c.node[0] = node{}
 	c.node[1] = node{}
 	c.tcp = tcpConn{}

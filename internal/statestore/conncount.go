@@ -10,11 +10,12 @@ import (
 // ConnTable is what connlimit's bookkeeping asks the connection table
 // (*conntrack.Table implements it).
 type ConnTable interface {
-	// ConnlimitAlive: the connection exists and is not a TCP connection in
-	// TIME_WAIT or CLOSE.
-	ConnlimitAlive(tu conntrack.Tuple, now int64) bool
-	// TupleTaken: the connection exists, whatever its state.
-	TupleTaken(tu conntrack.Tuple, now int64) bool
+	// ConnlimitCheck tells whether the listed tuple tu still has a
+	// connection (Gone) and whether it counts (Alive) or is a TCP
+	// connection in TIME_WAIT or CLOSE (Closed): the answer of a lookup of
+	// tu. ref is the entry's cached reference: the table may answer from
+	// it without a lookup, and refreshes it when it looks tu up.
+	ConnlimitCheck(ref *conntrack.ConnRef, tu *conntrack.Tuple, now int64) conntrack.Liveness
 }
 
 var _ ConnTable = (*conntrack.Table)(nil)
@@ -51,7 +52,8 @@ func (k ConnKey) Prefix(bits int) netip.Prefix {
 
 type ccNode struct {
 	tu    conntrack.Tuple
-	owner uintptr // who added it (the kernel's cpu)
+	ref   conntrack.ConnRef // tu's connection when last seen, a lookup-free hint
+	owner uintptr           // who added it (the kernel's cpu)
 	jiff  int64
 	next  int32 // list or free chain
 }
@@ -183,23 +185,34 @@ func (c *Conncount) freeKey(i int32) {
 	c.nkeys--
 }
 
+// liveness asks conntrack about a listed entry (Gone without a table).
+func liveness(n *ccNode, ct ConnTable, nowNS int64) conntrack.Liveness {
+	if ct == nil {
+		return conntrack.Gone
+	}
+	return ct.ConnlimitCheck(&n.ref, &n.tu, nowNS)
+}
+
 // evictable is find_or_evict's decision for an entry conntrack does not
-// report alive: gone is true when it must go; when false the entry is
-// kept (another goroutine added it under 2 jiffies ago and conntrack has
+// report alive (l is Gone or Closed): true when it must go; false keeps
+// it (another goroutine added it under 2 jiffies ago and conntrack has
 // no such connection yet: it may be unconfirmed).
-func evictable(n *ccNode, ct ConnTable, owner uintptr, nowNS int64) bool {
+func evictable(n *ccNode, l conntrack.Liveness, ct ConnTable, owner uintptr, nowNS int64) bool {
 	if n.owner == owner || Jiffy(nowNS)-n.jiff >= ccGrace || ct == nil {
 		return true
 	}
-	return ct.TupleTaken(n.tu, nowNS)
+	return l != conntrack.Gone
 }
 
 // Add is nf_conncount_count for one packet: walk the key's list,
 // dropping tuples whose connection is gone or closed (TIME_WAIT, CLOSE),
 // append tu unless it is already there, and return the list's length
-// (the current connection included). owner identifies the caller's
-// goroutine (the kernel's cpu). ok is false when no memory is left.
-func (c *Conncount) Add(k *ConnKey, tu *conntrack.Tuple, owner uintptr, ct ConnTable, nowNS int64) (int, bool) {
+// (the current connection included). ref is the packet's connection
+// (conntrack.Conn.Ref; zero for a packet without one), kept with the
+// tuple so that later walks need no hash lookup for it. owner identifies
+// the caller's goroutine (the kernel's cpu). ok is false when no memory
+// is left.
+func (c *Conncount) Add(k *ConnKey, tu *conntrack.Tuple, ref conntrack.ConnRef, owner uintptr, ct ConnTable, nowNS int64) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gcStep(ct, owner, nowNS)
@@ -215,21 +228,21 @@ func (c *Conncount) Add(k *ConnKey, tu *conntrack.Tuple, owner uintptr, ct ConnT
 			n := c.node(i)
 			next := n.next
 			equal := n.tu == *tu
-			alive := ct != nil && ct.ConnlimitAlive(n.tu, nowNS)
+			l := liveness(n, ct, nowNS)
 			drop := false
 			switch {
-			case alive && equal:
+			case l == conntrack.Alive && equal:
 				return int(key.count), true
-			case alive:
+			case l == conntrack.Alive:
 			case equal:
 				// Found but closed, or not yet confirmed elsewhere:
 				// the kernel calls that "already exists".
-				if ct != nil && ct.TupleTaken(n.tu, nowNS) || !evictable(n, ct, owner, nowNS) {
+				if l == conntrack.Closed || !evictable(n, l, ct, owner, nowNS) {
 					return int(key.count), true
 				}
 				drop = true
 			default:
-				drop = evictable(n, ct, owner, nowNS)
+				drop = evictable(n, l, ct, owner, nowNS)
 			}
 			if drop {
 				c.unlinkNode(key, prev, i)
@@ -254,7 +267,7 @@ func (c *Conncount) Add(k *ConnKey, tu *conntrack.Tuple, owner uintptr, ct ConnT
 		ki = c.allocKey(k)
 	}
 	key := c.key(ki)
-	*c.node(ni) = ccNode{tu: *tu, owner: owner, jiff: Jiffy(nowNS), next: -1}
+	*c.node(ni) = ccNode{tu: *tu, ref: ref, owner: owner, jiff: Jiffy(nowNS), next: -1}
 	if key.tail >= 0 {
 		c.node(key.tail).next = ni
 	} else {
@@ -287,8 +300,7 @@ func (c *Conncount) cleanKey(ki int32, budget int, ct ConnTable, owner uintptr, 
 	for i := key.head; i >= 0 && budget != 0; budget-- {
 		n := c.node(i)
 		next := n.next
-		alive := ct != nil && ct.ConnlimitAlive(n.tu, nowNS)
-		if !alive && evictable(n, ct, owner, nowNS) {
+		if l := liveness(n, ct, nowNS); l != conntrack.Alive && evictable(n, l, ct, owner, nowNS) {
 			c.unlinkNode(key, prev, i)
 		} else {
 			prev = i

@@ -10,8 +10,12 @@ import (
 // fakeCT reports every tuple alive (connections that never close).
 type fakeCT struct{ alive bool }
 
-func (f fakeCT) ConnlimitAlive(conntrack.Tuple, int64) bool { return f.alive }
-func (f fakeCT) TupleTaken(conntrack.Tuple, int64) bool     { return f.alive }
+func (f fakeCT) ConnlimitCheck(*conntrack.ConnRef, *conntrack.Tuple, int64) conntrack.Liveness {
+	if f.alive {
+		return conntrack.Alive
+	}
+	return conntrack.Gone
+}
 
 func tuple(i int) conntrack.Tuple {
 	return conntrack.Tuple{Src: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Dst: netip.MustParseAddr("10.99.0.2"), SrcID: uint16(i), DstID: 22, Proto: 6}
@@ -26,12 +30,12 @@ func TestConncountBounded(t *testing.T) {
 	for i := 0; i < 512; i++ {
 		tu := tuple(i)
 		k.Addr[0] = byte(i % 7)
-		if n, ok := c.Add(&k, &tu, 1, fakeCT{true}, 0); !ok || n < 1 {
+		if n, ok := c.Add(&k, &tu, conntrack.ConnRef{}, 1, fakeCT{true}, 0); !ok || n < 1 {
 			t.Fatalf("add %d refused", i)
 		}
 	}
 	tu := tuple(9999)
-	if _, ok := c.Add(&k, &tu, 1, fakeCT{true}, 0); ok {
+	if _, ok := c.Add(&k, &tu, conntrack.ConnRef{}, 1, fakeCT{true}, 0); ok {
 		t.Fatal("add beyond the cap accepted")
 	}
 	if c.Len() != 512 {
@@ -39,11 +43,11 @@ func TestConncountBounded(t *testing.T) {
 	}
 	// One evaluation removes at most 65 dead entries of its key (the
 	// kernel's per-call collect bound); the next one finishes the job.
-	if n, ok := c.Add(&k, &tu, 1, fakeCT{false}, 0); !ok || n != 74-65+1 { // 74 tuples had key 0
+	if n, ok := c.Add(&k, &tu, conntrack.ConnRef{}, 1, fakeCT{false}, 0); !ok || n != 74-65+1 { // 74 tuples had key 0
 		t.Fatalf("after all died, first walk: %d %v", n, ok)
 	}
 	tu2 := tuple(10000)
-	if n, ok := c.Add(&k, &tu2, 1, fakeCT{false}, 0); !ok || n != 1 {
+	if n, ok := c.Add(&k, &tu2, conntrack.ConnRef{}, 1, fakeCT{false}, 0); !ok || n != 1 {
 		t.Fatalf("after all died, second walk: %d %v, want 1 true", n, ok)
 	}
 	// At the same instant a listing (not the adding worker) keeps what

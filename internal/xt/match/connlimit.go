@@ -176,8 +176,10 @@ func (r *ConnlimitRuntime) Matches(c *xt.Ctx) bool {
 	p := c.P
 	var tu conntrack.Tuple
 	var key statestore.ConnKey
+	var ref conntrack.ConnRef
 	if conn := c.CT.Conn; conn != nil {
 		tu = conn.Tuple(c.CT.Info.Dir)
+		ref = conn.Ref(c.CT.Info.Dir)
 		key.Zone = conn.Zone()
 	} else if !clPacketTuple(p, &tu) {
 		c.HotDrop = true
@@ -205,7 +207,7 @@ func (r *ConnlimitRuntime) Matches(c *xt.Ctx) bool {
 	}
 	// The Ctx belongs to one goroutine for its life: its address stands
 	// for the kernel's cpu number in nf_conncount's grace rule.
-	n, ok := r.counts.Add(&key, &tu, uintptr(unsafe.Pointer(c)), ct, p.TimeNS)
+	n, ok := r.counts.Add(&key, &tu, ref, uintptr(unsafe.Pointer(c)), ct, p.TimeNS)
 	if !ok || n == 0 {
 		c.HotDrop = true
 		return false
