@@ -43,7 +43,8 @@ func (t *Table) Lookup(tu Tuple, now int64) (Entry, Dir, bool) {
 
 // ConnlimitAlive is nf_conncount's test for a tuple it keeps in a list: the
 // connection still exists at now and is not a TCP connection in TIME_WAIT or
-// CLOSE. Allocation-free.
+// CLOSE. Allocation-free. It always looks tu up; the connlimit bookkeeping
+// uses ConnlimitCheck, which gives the same answer from a ConnRef when it can.
 func (t *Table) ConnlimitAlive(tu Tuple, now int64) bool {
 	c, _ := t.lookup(&tu, now)
 	if c == nil {

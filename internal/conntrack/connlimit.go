@@ -41,7 +41,9 @@ func (l Liveness) String() string {
 // ConnRef is a hint to one life of a connection entry, kept next to a
 // tuple so that the tuple's liveness can be read without a hash lookup.
 // The zero ConnRef refers to nothing. A ConnRef holds no reference count:
-// the entry may be recycled at any time, which the generation detects.
+// the entry may be recycled at any time, which the generation detects. It
+// means something only to the Table whose entry it names: pass it back to
+// that table's ConnlimitCheck only (an engine keeps one table for life).
 type ConnRef struct {
 	c   *Conn
 	gen uint64

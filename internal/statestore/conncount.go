@@ -208,8 +208,9 @@ func evictable(n *ccNode, l conntrack.Liveness, ct ConnTable, owner uintptr, now
 // dropping tuples whose connection is gone or closed (TIME_WAIT, CLOSE),
 // append tu unless it is already there, and return the list's length
 // (the current connection included). ref is the packet's connection
-// (conntrack.Conn.Ref; zero for a packet without one), kept with the
-// tuple so that later walks need no hash lookup for it. owner identifies
+// (conntrack.Conn.Ref; zero for a packet without one), an entry of the
+// table passed as ct, kept with the tuple so that later walks need no
+// hash lookup for it (the answers are the lookup's). owner identifies
 // the caller's goroutine (the kernel's cpu). ok is false when no memory
 // is left.
 func (c *Conncount) Add(k *ConnKey, tu *conntrack.Tuple, ref conntrack.ConnRef, owner uintptr, ct ConnTable, nowNS int64) (int, bool) {
