@@ -399,7 +399,10 @@ func play(t *testing.T, p *pattern, dial func(who int) (net.Conn, error)) []stri
 	for i, s := range p.steps {
 		time.Sleep(time.Until(start.Add(s.at)))
 		if late := time.Since(start) - s.at; late > maxLate {
-			t.Fatalf("step %d at %v started %v late: the timing the pattern relies on is lost", i, s.at, late)
+			// A machine this busy (CI runs other packages' tests in
+			// parallel) cannot play the pattern: say so and compare
+			// nothing, rather than compare outcomes of another timing.
+			t.Skipf("step %d at %v started %v late: the machine is too busy to keep the pattern's timing; not compared", i, s.at, late)
 		}
 		switch s.op {
 		case opProbe, opHold:
@@ -730,7 +733,7 @@ func TestProxyMatchesKernel(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			// Patterns are independent (own namespaces, own proxy and
 			// engine) and mostly sleep: run them side by side. A
-			// step that starts late fails its run (maxLate).
+			// step that starts late skips its run (maxLate).
 			t.Parallel()
 			var kernel []string
 			if why == "" {
