@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"github.com/uptables/uptables/internal/siphash"
 	"net/netip"
 	"strings"
 	"sync"
@@ -672,10 +673,10 @@ func TestConfigDefaults(t *testing.T) {
 func TestSipHashVectors(t *testing.T) {
 	// Reference vectors of the SipHash paper: key 00..0f, message 00..len-1.
 	k0, k1 := uint64(0x0706050403020100), uint64(0x0f0e0d0c0b0a0908)
-	if got := sipHash24(k0, k1, nil); got != 0x726fdb47dd0e0e31 {
+	if got := siphash.Sum24(siphash.Key{K0: k0, K1: k1}, nil); got != 0x726fdb47dd0e0e31 {
 		t.Errorf("len 0: %#x", got)
 	}
-	if got := sipHash24(k0, k1, []uint64{0x0706050403020100}); got != 0x93f5f5799a932462 {
+	if got := siphash.Sum24(siphash.Key{K0: k0, K1: k1}, []uint64{0x0706050403020100}); got != 0x93f5f5799a932462 {
 		t.Errorf("len 8: %#x", got)
 	}
 }

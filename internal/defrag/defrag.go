@@ -43,6 +43,7 @@ package defrag
 
 import (
 	"errors"
+	"github.com/uptables/uptables/internal/siphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,10 +296,10 @@ func (d *Defrag) Add(p *packet.Packet, hook packet.Hook, zone uint16, dst []byte
 		be64(k.src[8:]), be64(k.dst[8:]),
 		uint64(k.id)<<32 | uint64(k.proto)<<24, uint64(k.user), 0,
 	}
-	h := sipHash24(d.k0, d.k1, w[:4])
+	h := siphash.Sum24(siphash.Key{K0: d.k0, K1: d.k1}, w[:4])
 	// The shard is chosen by source so that the per-source counter of the
 	// MaxDist check lives with the queues it concerns.
-	hs := sipHash24(d.k0, d.k1, w[:1])
+	hs := siphash.Sum24(siphash.Key{K0: d.k0, K1: d.k1}, w[:1])
 	sh := &d.shards[hs&(numShards-1)]
 
 	sh.mu.Lock()

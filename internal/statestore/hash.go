@@ -3,6 +3,8 @@ package statestore
 import (
 	"hash/maphash"
 	"math/bits"
+
+	"github.com/uptables/uptables/internal/siphash"
 )
 
 // sipKey is a SipHash-1-3 key. Addresses come from the network, so bucket
@@ -22,44 +24,9 @@ func newSipKey(rnd func() uint64) sipKey {
 	return sipKey{a, h.Sum64()}
 }
 
-func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
-	v0 += v1
-	v1 = bits.RotateLeft64(v1, 13)
-	v1 ^= v0
-	v0 = bits.RotateLeft64(v0, 32)
-	v2 += v3
-	v3 = bits.RotateLeft64(v3, 16)
-	v3 ^= v2
-	v0 += v3
-	v3 = bits.RotateLeft64(v3, 21)
-	v3 ^= v0
-	v2 += v1
-	v1 = bits.RotateLeft64(v1, 17)
-	v1 ^= v2
-	v2 = bits.RotateLeft64(v2, 32)
-	return v0, v1, v2, v3
-}
-
 // sum hashes the first n words of m (SipHash-1-3 over 8n bytes).
 func (k sipKey) sum(m *[5]uint64, n int) uint64 {
-	v0 := k.k0 ^ 0x736f6d6570736575
-	v1 := k.k1 ^ 0x646f72616e646f6d
-	v2 := k.k0 ^ 0x6c7967656e657261
-	v3 := k.k1 ^ 0x7465646279746573
-	for i := 0; i < n; i++ {
-		v3 ^= m[i]
-		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-		v0 ^= m[i]
-	}
-	b := uint64(8*n) << 56
-	v3 ^= b
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= b
-	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	return v0 ^ v1 ^ v2 ^ v3
+	return siphash.Sum13(siphash.Key{K0: k.k0, K1: k.k1}, m[:n])
 }
 
 func le64(b []byte) uint64 {
