@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 
@@ -1003,42 +1004,16 @@ func (p *parser) buildRulesInto(cmd *Command, srcs, dsts []addrMask, reuseFirst 
 // (missing parts are zero: "10.1" is 10.1.0.0), a prefix length or a dotted
 // mask. Host names are refused without any lookup.
 func ParseAddrMask(f xt.Family, s string) (addr, mask netip.Addr, err error) {
-	as, ms, hasMask := strings.Cut(s, "/")
-	bits := 32
-	if f == xt.IPv6 {
-		bits = 128
-	}
-	mask = xt.PrefixMask(f, bits)
-	if hasMask {
-		if f == xt.IPv4 && strings.Contains(ms, ".") {
-			m, ok := parseDotted(ms)
-			if !ok {
-				return addr, mask, paramf("invalid mask `" + ms + "' specified")
-			}
-			mask = m
-		} else {
-			v, ok := xt.ParseUint(ms, 0, uint64(bits))
-			if !ok {
-				return addr, mask, paramf("invalid mask `" + ms + "' specified")
-			}
-			mask = xt.PrefixMask(f, int(v))
-		}
-	}
-	var a netip.Addr
-	if f == xt.IPv4 {
-		var ok bool
-		a, ok = parseDotted(as)
-		if !ok {
+	addr, mask, err = xt.ParseAddrMask(f, s)
+	var pe *xt.ParamError
+	if err != nil && errors.As(err, &pe) {
+		if strings.HasPrefix(pe.Msg, "host/network") {
+			as, _, _ := strings.Cut(s, "/")
 			return addr, mask, hostNotFound(as)
 		}
-	} else {
-		pa, perr := netip.ParseAddr(as)
-		if perr != nil || !pa.Is6() || pa.Zone() != "" {
-			return addr, mask, hostNotFound(as)
-		}
-		a = pa
+		return addr, mask, paramf(pe.Msg)
 	}
-	return xt.ApplyMask(a, mask), mask, nil
+	return addr, mask, err
 }
 
 func hostNotFound(s string) *Error {
@@ -1050,32 +1025,4 @@ func hostNotFound(s string) *Error {
 		e.Hint = "write the negation before the option: ! -s ADDRESS"
 	}
 	return e
-}
-
-// parseDotted is xtables_numeric_to_ipaddr: one to four dot separated
-// decimal numbers 0-255; missing trailing parts are zero.
-func parseDotted(s string) (netip.Addr, bool) {
-	var b [4]byte
-	part, n, digits := 0, 0, 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '.' {
-			if digits == 0 || part > 3 {
-				return netip.Addr{}, false
-			}
-			b[part] = byte(n)
-			part++
-			n, digits = 0, 0
-			continue
-		}
-		c := s[i]
-		if c < '0' || c > '9' || digits == 3 {
-			return netip.Addr{}, false
-		}
-		n = n*10 + int(c-'0')
-		digits++
-		if n > 255 {
-			return netip.Addr{}, false
-		}
-	}
-	return netip.AddrFrom4(b), true
 }

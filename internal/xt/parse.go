@@ -259,23 +259,72 @@ func ApplyMask(addr, mask netip.Addr) netip.Addr {
 	return r
 }
 
+// ParseNumericIPv4 reads an IPv4 address as iptables does before any name
+// lookup (xtables_numeric_to_ipaddr): up to four dot-separated parts, each
+// a number 0-255 in strtoul's base 0 (so "010" is 8 and "0x0a" is 10), the
+// missing trailing parts zero ("10.1" is 10.1.0.0). Measured with iptables
+// 1.8.9: -s 10.0.0.010 lists as 10.0.0.8/32, -s 0x0a.1 as 10.1.0.0/32.
+// parts reports how many parts were given.
+func ParseNumericIPv4(s string) (a netip.Addr, parts int, ok bool) {
+	var b [4]byte
+	for s != "" || parts == 0 {
+		if parts == 4 {
+			return netip.Addr{}, 0, false
+		}
+		p, rest, more := strings.Cut(s, ".")
+		if p == "" || p[0] == ' ' || p[0] == '\t' || p[0] == '+' {
+			return netip.Addr{}, 0, false
+		}
+		v, okv := ParseUint(p, 0, 255)
+		if !okv {
+			return netip.Addr{}, 0, false
+		}
+		b[parts] = byte(v)
+		parts++
+		s = rest
+		if !more {
+			break
+		}
+		if s == "" {
+			return netip.Addr{}, 0, false
+		}
+	}
+	return netip.AddrFrom4(b), parts, true
+}
+
 // ParseAddr parses a numeric address of the family. Hostnames are refused:
 // uptables never resolves names while parsing rules (iptables would ask DNS,
-// which makes a rule's meaning depend on the network at load time).
+// which makes a rule's meaning depend on the network at load time). Where
+// iptables' own numeric parser fails it asks the resolver, which still
+// takes the inet_aton forms ("10.256" is 10.0.1.0, measured), so those are
+// accepted here too.
 func ParseAddr(f Family, s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err == nil && ((f == IPv6) == a.Is6()) && !a.Is4In6() && a.Zone() == "" {
-		return a, nil
-	}
 	if f == IPv4 {
+		if a, _, ok := ParseNumericIPv4(s); ok {
+			return a, nil
+		}
 		if a, ok := parseInetAton(s); ok {
 			return a, nil
 		}
+	} else if a, err := netip.ParseAddr(s); err == nil && a.Is6() && !a.Is4In6() && a.Zone() == "" {
+		return a, nil
 	}
 	return netip.Addr{}, &ParamError{
 		Msg:  "host/network `" + s + "' not found",
 		Hint: "uptables does not resolve host names in rules; give a numeric address",
 	}
+}
+
+// ParseHost parses an option of libxtables' "host" type (recent --mask,
+// ...), which goes straight to the resolver: inet_aton's forms for IPv4
+// ("16" is 0.0.0.16, "10.1" is 10.0.0.1), never a name lookup here.
+func ParseHost(f Family, s string) (netip.Addr, error) {
+	if f == IPv4 {
+		if a, ok := parseInetAton(s); ok {
+			return a, nil
+		}
+	}
+	return ParseAddr(f, s)
 }
 
 // parseInetAton accepts the shorter dotted forms inet_aton does ("10.1" =
@@ -321,8 +370,8 @@ func ParseAddrMask(f Family, s string) (addr, mask netip.Addr, err error) {
 		if v, ok := ParseUint(ms, 0, uint64(bits)); ok && !strings.Contains(ms, ".") {
 			mask = PrefixMask(f, int(v))
 		} else if f == IPv4 && strings.Contains(ms, ".") {
-			m, perr := netip.ParseAddr(ms)
-			if perr != nil || !m.Is4() {
+			m, parts, ok := ParseNumericIPv4(ms)
+			if !ok || parts != 4 {
 				return netip.Addr{}, netip.Addr{}, Errorf("invalid mask `%s' specified", ms)
 			}
 			mask = m

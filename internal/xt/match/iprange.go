@@ -86,22 +86,8 @@ func parseNumericAddr(f xt.Family, s string) (netip.Addr, bool) {
 		}
 		return a, true
 	}
-	parts := strings.Split(s, ".")
-	if len(parts) > 4 {
-		return netip.Addr{}, false
-	}
-	var b [4]byte
-	for i, p := range parts {
-		if p == "" || p[0] == ' ' || p[0] == '+' {
-			return netip.Addr{}, false
-		}
-		v, ok := xt.ParseUint(p, 0, 255)
-		if !ok {
-			return netip.Addr{}, false
-		}
-		b[i] = byte(v)
-	}
-	return netip.AddrFrom4(b), true
+	a, _, ok := xt.ParseNumericIPv4(s)
+	return a, ok
 }
 
 // Final implements xt.Match.

@@ -120,7 +120,7 @@ func (m *Recent) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string
 	case rcOptRdest:
 		m.Dest = true
 	case rcOptMask:
-		a, err := xt.ParseAddr(ctx.Family, arg)
+		a, err := xt.ParseHost(ctx.Family, arg)
 		if err != nil {
 			return err
 		}
