@@ -38,6 +38,8 @@ options:
   --recent NAME         print the recent list NAME afterwards (/proc/net/xt_recent format)
   --format text|jsonl   text: a summary on standard error (default); jsonl: one
                         JSON object per packet on standard output
+  --monitor FILE|-      the trace events of packets the TRACE target marks, as
+                        "xtables-monitor --trace" prints them
   --trace               explain every packet rule by rule (TRACE: lines), each
                         rule followed by a "why:" line: what its tests saw and
                         the state they consulted (recent hits, connlimit
@@ -96,6 +98,7 @@ func runReplay(e *env, args []string) int {
 	outIface := fs.String("out-iface", "", "")
 	counters := fs.Bool("counters", false, "")
 	logTo := fs.String("log", "", "")
+	monitorTo := fs.String("monitor", "", "")
 	recent := fs.String("recent", "", "")
 	format := fs.String("format", "text", "")
 	trace := fs.Bool("trace", false, "")
@@ -149,7 +152,7 @@ func runReplay(e *env, args []string) int {
 	if err != nil {
 		return fail(1, "%v", err)
 	}
-	eng := netfilter.New(netfilter.Config{Seed: *seed})
+	eng := netfilter.New(netfilter.Config{Seed: *seed, RuleText: iptables.RuleText})
 	if err := eng.Load(rs); err != nil {
 		return fail(1, "%s: %v", *rules, err)
 	}
@@ -178,6 +181,21 @@ func runReplay(e *env, args []string) int {
 		}
 		defer f.Close()
 		cfg.Log = f
+	}
+	switch *monitorTo {
+	case "":
+	case "-":
+		cfg.Monitor = stdout
+		if cfg.Log == stdout {
+			cfg.Monitor = cfg.Log
+		}
+	default:
+		f, err := os.Create(*monitorTo)
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		defer f.Close()
+		cfg.Monitor = f
 	}
 	var jsonl *replay.JSONL
 	if *format == "jsonl" {

@@ -87,6 +87,14 @@ type Omitter interface {
 }
 
 // FormatRule returns "-A CHAIN <spec>" as iptables -S prints it.
+// RuleText is a rule as iptables -S prints it after "-A CHAIN" (no leading
+// space), for trace lines.
+func RuleText(r *ruleset.Rule) string {
+	var b strings.Builder
+	RuleSpec(&b, r, false)
+	return strings.TrimPrefix(b.String(), " ")
+}
+
 func FormatRule(chain string, r *ruleset.Rule, withCounters bool) string {
 	var b strings.Builder
 	b.WriteString("-A " + chain)

@@ -48,6 +48,9 @@ type Config struct {
 	// Defrag configures IPv4 reassembly, which runs before raw at
 	// PREROUTING and OUTPUT whenever conntrack is active (nf_defrag_ipv4).
 	Defrag defrag.Config
+	// RuleText prints a rule as iptables -S does (without "-A CHAIN"), for
+	// the TRACE target's trace lines; nil = the lines name the rule only.
+	RuleText func(r *ruleset.Rule) string
 	// GCBudget is how many conntrack hash-chain nodes a worker scans every
 	// 64 packets to reap expired entries (0 = 256).
 	GCBudget int
@@ -200,6 +203,11 @@ type Worker struct {
 	wholeBuf []byte
 	// inner is the datagram quoted by an ICMP error, for NAT.
 	inner packet.Packet
+	// nftrace state of the current packet (TRACE): its trace id, whether
+	// the current base chain printed its PACKET line, and a line buffer.
+	traceID     uint32
+	tracedChain bool
+	traceBuf    []byte
 }
 
 // NewWorker returns a worker whose targets emit into out.
@@ -304,6 +312,7 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 	x.NoTrack = false
 	x.Zone = 0
 	x.Trace = false
+	w.traceID = 0
 	x.Conntrack = nil
 	var ct *conntrack.Table
 	if c.conntrack {

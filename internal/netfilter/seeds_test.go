@@ -603,3 +603,63 @@ func TestLocalDeliveryReassembly(t *testing.T) {
 		t.Fatalf("filter INPUT %v: one whole datagram", got)
 	}
 }
+
+// traceRecorder also takes the TRACE target's events.
+type traceRecorder struct {
+	recorder
+	trace []string
+}
+
+func (r *traceRecorder) Trace(_ *xt.Ctx, line []byte) { r.trace = append(r.trace, string(line)) }
+
+// TestTraceTargetEvents: -j TRACE makes every later base chain report the
+// packet, each matching rule with its verdict and the policy, in the format
+// xtables-monitor --trace printed for the same rules and packet on 6.18
+// (trace id normalised; uptables numbers rules by position, the kernel by
+// nft handle: the kernel's lines had rule:0x2 in raw and 0x4/0x2 in INPUT).
+func TestTraceTargetEvents(t *testing.T) {
+	h := load(t, `
+-t raw -A PREROUTING -p udp -j TRACE
+-A INPUT -p udp -j ACCEPT
+-N X
+-I INPUT -j X
+-A X -p tcp -j DROP`)
+	rec := &traceRecorder{}
+	e := netfilter.New(netfilter.Config{Seed: 1, RuleText: iptables.RuleText})
+	if err := e.Load(h.e.Ruleset()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.NewWorker(rec)
+	b := packettest.UDP(packettest.UDPOpts{Src: "10.233.0.2", Dst: "10.233.0.1", SrcPort: 43087, DstPort: 9999, Payload: []byte("hello"), IP: packettest.IP{ID: 55629, DF: true}})
+	var p packet.Packet
+	p.Decode(b)
+	p.InIface, p.TimeNS = "trva", 1e9
+	p.Link = []byte{0xe6, 0xb2, 0xcd, 0xe7, 0xf9, 0xb7, 0x06, 0x97, 0x5b, 0x74, 0xa5, 0x99, 0x08, 0x00}
+	if r := w.Process(netfilter.PathInput, &p); r.Verdict != xt.VerdictAccept {
+		t.Fatalf("%+v", r)
+	}
+	const pkt = "PACKET: 2 ID IN=trva MACSRC=6:97:5b:74:a5:99 MACDST=e6:b2:cd:e7:f9:b7 MACPROTO=0800 SRC=10.233.0.2 DST=10.233.0.1 LEN=33 TOS=0x0 TTL=64 ID=55629 DF SPORT=43087 DPORT=9999 "
+	want := []string{
+		pkt,
+		" TRACE: 2 ID raw:PREROUTING:rule:0x1:CONTINUE  -4 -t raw -A PREROUTING -p udp -j TRACE",
+		" TRACE: 2 ID raw:PREROUTING:policy:ACCEPT ",
+		pkt,
+		" TRACE: 2 ID filter:INPUT:rule:0x1:JUMP:X  -4 -t filter -A INPUT -j X",
+		" TRACE: 2 ID filter:INPUT:rule:0x2:ACCEPT  -4 -t filter -A INPUT -p udp -j ACCEPT",
+	}
+	var got []string
+	for _, l := range rec.trace {
+		f := strings.Fields(l)
+		got = append(got, strings.Replace(l, f[2], "ID", 1))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("trace lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// An untraced packet produces nothing.
+	rec.trace = nil
+	p.Decode(packettest.TCP(packettest.TCPOpts{Src: "10.233.0.2", Dst: "10.233.0.1", SrcPort: 1, DstPort: 2, Flags: packettest.SYN}))
+	w.Process(netfilter.PathInput, &p)
+	if len(rec.trace) != 0 {
+		t.Fatalf("untraced packet traced: %q", rec.trace)
+	}
+}

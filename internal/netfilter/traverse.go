@@ -127,6 +127,7 @@ func (w *Worker) runTable(t *table, hook xt.Hook) xt.Verdict {
 	base := ci
 	idx := 0
 	c.Table = t.name
+	w.tracedChain = false
 	for {
 		ch := &t.chains[ci]
 		if idx >= len(ch.rules) {
@@ -181,8 +182,14 @@ func (w *Worker) runTable(t *table, hook xt.Hook) xt.Verdict {
 		r.ctr.add(p.TotalLen)
 		switch r.kind {
 		case ruleset.TargetNone:
+			if c.Trace {
+				w.nftraceRule(t, ch, r, "CONTINUE")
+			}
 			idx++
 		case ruleset.TargetVerdict:
+			if c.Trace {
+				w.nftraceRule(t, ch, r, nftVerdictName(r.verdict))
+			}
 			switch r.verdict {
 			case ruleset.Accept:
 				w.decide(t.name, ch.name, r.index, xt.VerdictAccept)
@@ -204,13 +211,22 @@ func (w *Worker) runTable(t *table, hook xt.Hook) xt.Verdict {
 				// Unreachable: load-time validation bounds the depth.
 				return xt.VerdictDrop
 			}
+			if c.Trace {
+				w.nftraceRule(t, ch, r, "JUMP:"+t.chains[r.jump].name)
+			}
 			stack[sp] = frame{chain: ci, next: idx + 1}
 			sp++
 			ci, idx = r.jump, 0
 		case ruleset.TargetGoto:
+			if c.Trace {
+				w.nftraceRule(t, ch, r, "GOTO:"+t.chains[r.jump].name)
+			}
 			ci, idx = r.jump, 0
 		case ruleset.TargetExt:
 			v := r.target.Do(c)
+			if c.Trace {
+				w.nftraceRule(t, ch, r, nftTargetVerdict(v))
+			}
 			if v == xt.Continue {
 				idx++
 				continue
@@ -226,6 +242,9 @@ func (w *Worker) policy(t *table, ch *chain) xt.Verdict {
 	v := xt.VerdictAccept
 	if ch.policy == ruleset.Drop {
 		v = xt.VerdictDrop
+	}
+	if w.ctx.Trace {
+		w.nftracePolicy(t, ch, v)
 	}
 	w.decide(t.name, ch.name, 0, v)
 	return v

@@ -141,6 +141,14 @@ type NFLogger interface {
 	NFLog(c *Ctx, group uint16, prefix string, size int, threshold uint16)
 }
 
+// TraceEmitter is implemented by emitters that want the trace events of
+// packets marked by TRACE, one line each, as `xtables-monitor --trace`
+// prints them ("PACKET: 2 61d071cd IN=...", " TRACE: 2 61d071cd
+// raw:PREROUTING:rule:0x2:CONTINUE  -4 -t raw -A PREROUTING -j TRACE").
+type TraceEmitter interface {
+	Trace(c *Ctx, line []byte)
+}
+
 // PacketTarget is the runtime of a target. Do must not allocate.
 type PacketTarget interface {
 	Do(c *Ctx) Verdict

@@ -70,6 +70,10 @@ type Config struct {
 	Trace *Trace
 	// EchoWindowNS: see DefaultEchoWindowNS; 0 = the default.
 	EchoWindowNS int64
+	// Monitor receives the trace events of packets marked by the TRACE
+	// target, one line each, as `xtables-monitor --trace` prints them; nil =
+	// discarded. It may be the same writer as Log.
+	Monitor io.Writer
 	// LocalOwner, when set, is the owner of locally generated packets
 	// (see setOwner); nil = no packet has an owner.
 	LocalOwner *Owner
@@ -390,7 +394,37 @@ func (r *Replayer) Log(_ *xt.Ctx, _ uint8, line []byte) {
 	}
 }
 
-var _ xt.Emitter = (*Replayer)(nil)
+// Trace implements xt.TraceEmitter: TRACE's events go to Config.Monitor
+// (through the LOG writer's buffer when both are the same writer, so the
+// lines stay in order).
+func (r *Replayer) Trace(_ *xt.Ctx, line []byte) {
+	w := r.monitor()
+	if w == nil || r.logErr != nil {
+		return
+	}
+	if _, err := w.Write(line); err != nil {
+		r.logErr = err
+		return
+	}
+	if _, err := w.Write([]byte{'\n'}); err != nil {
+		r.logErr = err
+	}
+}
+
+func (r *Replayer) monitor() io.Writer {
+	switch {
+	case r.cfg.Monitor == nil:
+		return nil
+	case r.log != nil && r.cfg.Monitor == r.cfg.Log:
+		return r.log
+	}
+	return r.cfg.Monitor
+}
+
+var (
+	_ xt.Emitter      = (*Replayer)(nil)
+	_ xt.TraceEmitter = (*Replayer)(nil)
+)
 
 // isReplyShaped reports whether p could be a REJECT reply: a TCP RST or an
 // ICMP error (the only things REJECT sends).
