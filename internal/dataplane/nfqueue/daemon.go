@@ -197,6 +197,16 @@ func (d *Daemon) Stop() {
 // Stats returns the per-queue counters (live values).
 func (d *Daemon) Stats() []*QueueStats { return d.stats }
 
+// ConnStats returns the netlink socket's counters (overruns, verdict
+// messages) of a queue read through Conn, nil for other Queue
+// implementations (test fakes).
+func (s *QueueStats) ConnStats() *Stats {
+	if s.conn == nil {
+		return nil
+	}
+	return &s.conn.Stats
+}
+
 // WriteStats prints the counters, one line per queue, in a stable
 // key=value form (the state directory's stats file).
 func (d *Daemon) WriteStats(b *bytes.Buffer) {
