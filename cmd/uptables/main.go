@@ -30,12 +30,17 @@ type subcommand struct {
 
 func subcommands() map[string]subcommand {
 	return map[string]subcommand{
-		"save":    {runSave, "print the rule set in iptables-save format"},
-		"restore": {runRestore, "load an iptables-save file into the rule set (all or nothing)"},
-		"run":     {runDispatch, "enforce a rule file: host firewall through NFQUEUE (--nfqueue, root) or TCP/UDP proxy (--proxy)"},
-		"replay":  {runReplay, "run pcap/pcapng captures through a ruleset (counters, LOG, trace, jsonl)"},
-		"gen":     {runGen, "write a capture from a traffic scenario file"},
-		"demo":    {runDemo, "no privileges needed: a loopback backend, the proxy with connlimit/recent/limit rules, simulated clients, the trace and counters"},
+		"save":      {runSave, "print the rule set in iptables-save format"},
+		"restore":   {runRestore, "load an iptables-save file into the rule set (all or nothing)"},
+		"run":       {runDispatch, "enforce a rule file: host firewall through NFQUEUE (--nfqueue, root) or TCP/UDP proxy (--proxy)"},
+		"replay":    {runReplay, "run pcap/pcapng captures through a ruleset (counters, LOG, trace, jsonl)"},
+		"gen":       {runGen, "write a capture from a traffic scenario file"},
+		"demo":      {runDemo, "no privileges needed: a loopback backend, the proxy with connlimit/recent/limit rules, simulated clients, the trace and counters"},
+		"recent":    {ctlSubcommand("recent"), "a running daemon's recent lists: list (blocked until), +ADDR, -ADDR, / (--control PATH)"},
+		"conntrack": {ctlSubcommand("conntrack"), "a running daemon's connection table: -L, -D, -F, -C with conntrack filters (--control PATH)"},
+		"connlimit": {ctlSubcommand("connlimit"), "a running daemon's connlimit rules: connections per address or prefix (--control PATH)"},
+		"hashlimit": {ctlSubcommand("hashlimit"), "a running daemon's hashlimit tables in /proc/net/ipt_hashlimit format (--control PATH)"},
+		"status":    {ctlSubcommand("status"), "a running daemon's uptime, mode, rule-set loads and counters (--control PATH)"},
 	}
 }
 
@@ -45,6 +50,9 @@ func main() {
 }
 
 func dispatch(e *env, args []string) int {
+	if rc, ok := controlDispatch(e, args); ok {
+		return rc
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "!" {
 		if sc, ok := subcommands()[args[0]]; ok {
 			return sc.run(e, args[1:])

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/config"
+	"github.com/uptables/uptables/internal/control"
 	"github.com/uptables/uptables/internal/dataplane/nfqueue"
 	"github.com/uptables/uptables/internal/iptables"
+	"github.com/uptables/uptables/internal/metrics"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
@@ -40,6 +42,10 @@ type nfqueueOpts struct {
 	batch      int
 	iptables   string
 	verbose    bool
+	// control is the control socket ("" = <stateDir>/uptables.sock,
+	// "off" = none); metrics the /metrics address ("" = none).
+	control string
+	metrics string
 }
 
 // runNfqueue is `uptables run --nfqueue`: the host's firewall. The kernel
@@ -78,6 +84,8 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	fs.IntVar(&o.batch, "batch", 64, "most verdicts sent in one batch")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables-nft binary used to install the queueing rules")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	fs.StringVar(&o.control, "control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default <state-dir>/uptables.sock; off = none)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {
 		return nil, 2
 	}
@@ -111,6 +119,12 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 		}
 		if !set["state-dir"] && f.StateDir != "" {
 			o.stateDir = f.StateDir
+		}
+		if !set["control"] && f.Control != "" {
+			o.control = f.Control
+		}
+		if !set["metrics"] && f.Metrics != "" {
+			o.metrics = f.Metrics
 		}
 		if !set["queue"] && !set["queue-balance"] {
 			if c.Set["queues"] {
@@ -288,9 +302,9 @@ func (s *stateDir) writeAtomic(name string, data []byte) error {
 	return os.Rename(tmp, filepath.Join(s.dir, name))
 }
 
-func (s *stateDir) dump(eng *netfilter.Engine, d *nfqueue.Daemon) error {
+func (s *stateDir) dump(rules *control.Rules, d *nfqueue.Daemon) error {
 	var b bytes.Buffer
-	if err := iptables.WriteSave(&b, eng.Ruleset(), iptables.SaveOptions{Counters: true, Now: time.Now()}); err != nil {
+	if err := rules.Save(&b, true, ""); err != nil {
 		return err
 	}
 	if err := s.writeAtomic("counters.save", b.Bytes()); err != nil {
@@ -344,8 +358,10 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 	if err != nil {
 		return fail(err)
 	}
+	started := time.Now()
 	eng := netfilter.New(netfilter.Config{Logger: log})
-	if err := eng.Load(rs); err != nil {
+	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: o.rules})
+	if err := rules.Load(rs); err != nil {
 		return fail(fmt.Errorf("%s: %w", o.rules, err))
 	}
 	sd, err := openStateDir(o.stateDir)
@@ -370,6 +386,28 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 	if err != nil {
 		return fail(err)
 	}
+	ctlPath := o.control
+	if ctlPath == "" {
+		ctlPath = filepath.Join(o.stateDir, control.DefaultSocket)
+	}
+	if ctlPath != "off" {
+		cs, err := control.Listen(control.Config{Path: ctlPath, Rules: rules, Mode: "nfqueue", Started: started,
+			Queues: d.Stats, Logger: log})
+		if err != nil {
+			d.Stop()
+			return fail(err)
+		}
+		defer cs.Close()
+	}
+	if o.metrics != "" {
+		ms, err := metrics.Listen(o.metrics, metrics.NewRegistry(metrics.Config{Engine: eng, Loads: rules.Stats,
+			Queues: d.Stats, Started: started}), log)
+		if err != nil {
+			d.Stop()
+			return fail(fmt.Errorf("--metrics %s: %w", o.metrics, err))
+		}
+		defer ms.Close()
+	}
 	k := o.kernelRules()
 	d.Start()
 	if err := k.Install(context.Background()); err != nil {
@@ -384,17 +422,13 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 		case s := <-sig:
 			switch s {
 			case syscall.SIGHUP:
-				rs, err := loadRuleset(o.rules)
-				if err == nil {
-					err = eng.Load(rs)
-				}
-				if err != nil {
+				if err := rules.Reload(); err != nil {
 					log.Error("reload failed; the old rules stay", "err", err)
 				} else {
 					log.Info("rules reloaded", "file", o.rules)
 				}
 			case syscall.SIGUSR1:
-				if err := sd.dump(eng, d); err != nil {
+				if err := sd.dump(rules, d); err != nil {
 					log.Error("writing state", "err", err)
 				}
 			}
@@ -410,7 +444,7 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 				log.Error("removing kernel rules", "err", err)
 				rc = 1
 			}
-			if err := sd.dump(eng, d); err != nil {
+			if err := sd.dump(rules, d); err != nil {
 				log.Error("writing state", "err", err)
 			}
 			log.Info("uptables stopped")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -13,6 +14,14 @@ import (
 	"time"
 
 	"github.com/uptables/uptables"
+	"github.com/uptables/uptables/internal/control"
+	"github.com/uptables/uptables/internal/dataplane/proxy"
+	"github.com/uptables/uptables/internal/iptables"
+	"github.com/uptables/uptables/internal/metrics"
+	"github.com/uptables/uptables/internal/netfilter"
+	"github.com/uptables/uptables/internal/ruleset"
+	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
 // listFlag collects a repeatable string flag.
@@ -53,6 +62,8 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	headerTO := fs.Duration("proxy-header-timeout", 5*time.Second, "wait this long for a PROXY header")
 	shutdownTO := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, let open connections finish this long")
 	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
+	ctlPath := fs.String("control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default none)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,28 +93,57 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 		}
 		prefixes = append(prefixes, p)
 	}
-	rules, err := uptables.LoadRulesFile(*rulesFile)
+	rs, err := readProxyRules(*rulesFile)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
 		return 1
 	}
-	opts := []uptables.Option{uptables.WithLogger(log), uptables.WithDropHold(*hold)}
-	if *iface != "" {
-		opts = append(opts, uptables.WithInterface(*iface))
+	var parsed []proxy.Route
+	for _, s := range routes {
+		r, err := proxy.ParseRoute(s)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+			return 1
+		}
+		parsed = append(parsed, r)
 	}
-	if len(prefixes) > 0 {
-		opts = append(opts, uptables.WithTrustedProxies(*headerTO, prefixes...))
+	// The pieces uptables.New and ListenProxy assemble, built here so that
+	// the control socket and the metrics reach the engine.
+	started := time.Now()
+	eng := netfilter.New(netfilter.Config{Logger: log})
+	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: *rulesFile, Read: readProxyRules})
+	if err := rules.Load(rs); err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %s: %v\n", *rulesFile, err)
+		return 1
 	}
-	fw, err := uptables.New(rules, opts...)
+	gate := proxy.NewGate(proxy.GateConfig{Engine: eng, Logger: log, Iface: *iface})
+	p, err := proxy.Listen(proxy.Config{Gate: gate, Routes: parsed,
+		Admit:    proxy.AdmitConfig{TrustedProxies: prefixes, ProxyHeaderTimeout: *headerTO},
+		MaxConns: *maxConns, MaxSessions: *maxSessions, ConnectTimeout: *connectTO,
+		IdleTimeout: *idleTO, UDPIdleTimeout: *udpIdle, DropHold: *hold})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
 		return 1
 	}
-	p, err := fw.ListenProxy(uptables.ProxyConfig{Routes: routes, MaxConns: *maxConns, MaxSessions: *maxSessions,
-		ConnectTimeout: *connectTO, IdleTimeout: *idleTO, UDPIdleTimeout: *udpIdle})
-	if err != nil {
-		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
-		return 1
+	if *ctlPath != "" && *ctlPath != "off" {
+		cs, err := control.Listen(control.Config{Path: *ctlPath, Rules: rules, Mode: "proxy", Started: started,
+			Proxy: gate.Stats, Logger: log})
+		if err != nil {
+			p.Close()
+			fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+			return 1
+		}
+		defer cs.Close()
+	}
+	if *metricsAddr != "" {
+		ms, err := metrics.Listen(*metricsAddr, metrics.NewRegistry(metrics.Config{Engine: eng, Loads: rules.Stats,
+			Proxy: gate.Stats, Started: started}), log)
+		if err != nil {
+			p.Close()
+			fmt.Fprintf(e.stderr, "uptables run: --metrics %s: %v\n", *metricsAddr, err)
+			return 1
+		}
+		defer ms.Close()
 	}
 	if ready != nil {
 		var addrs []string
@@ -115,11 +155,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	for {
 		select {
 		case <-reload:
-			r, err := uptables.LoadRulesFile(*rulesFile)
-			if err == nil {
-				err = fw.Reload(r)
-			}
-			if err != nil {
+			if err := rules.Reload(); err != nil {
 				log.Error("reload failed; the old rules stay", "err", err)
 			} else {
 				log.Info("rules reloaded", "file", *rulesFile)
@@ -129,7 +165,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 			sctx, cancel := context.WithTimeout(context.Background(), *shutdownTO)
 			err := p.Shutdown(sctx)
 			cancel()
-			s := fw.Stats()
+			s := gate.Stats()
 			log.Info("stopped", "accepted", s.ConnsAccepted, "dropped", s.ConnsDropped, "reset", s.ConnsReset,
 				"closed", s.ConnsClosed, "cut", s.ConnsCut, "upstream_errors", s.UpstreamErrors)
 			if err != nil {
@@ -138,4 +174,24 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 			return 0
 		}
 	}
+}
+
+// readProxyRules reads the proxy's rules file in either form the library
+// accepts (iptables-save, or one iptables command per line) into a rule
+// set: uptables.LoadRulesFile parses and validates it, and its save text
+// is read back.
+func readProxyRules(path string) (*ruleset.Ruleset, error) {
+	r, err := uptables.LoadRulesFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := r.Save(&b); err != nil {
+		return nil, err
+	}
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), &b, iptables.RestoreOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rs, nil
 }

@@ -7,6 +7,8 @@
 //	mode = "nfqueue"            # or "proxy"
 //	log = "syslog"              # stdout, syslog, or a file name
 //	state_dir = "/run/uptables"
+//	control = "/run/uptables/uptables.sock"  # control socket; default <state_dir>/uptables.sock, "off" = none
+//	metrics = "127.0.0.1:9595"               # Prometheus /metrics; default none
 //
 //	[nfqueue]
 //	queues = [0, 1]             # or queue_balance = "0:3"
@@ -30,11 +32,17 @@ import (
 
 // File is the whole configuration file.
 type File struct {
-	Rules    string  `toml:"rules"`
-	Mode     string  `toml:"mode"`
-	Log      string  `toml:"log"`
-	StateDir string  `toml:"state_dir"`
-	NFQueue  NFQueue `toml:"nfqueue"`
+	Rules    string `toml:"rules"`
+	Mode     string `toml:"mode"`
+	Log      string `toml:"log"`
+	StateDir string `toml:"state_dir"`
+	// Control is the control socket's path (`uptables run --control`):
+	// "" = <state_dir>/uptables.sock, "off" = no control socket.
+	Control string `toml:"control"`
+	// Metrics is the address serving Prometheus /metrics (`--metrics`),
+	// e.g. "127.0.0.1:9595"; "" = none.
+	Metrics string  `toml:"metrics"`
+	NFQueue NFQueue `toml:"nfqueue"`
 	// Proxy is left undecoded for the proxy mode's own keys (section
 	// [proxy]); Keys lists what it holds.
 	Proxy map[string]any `toml:"proxy"`

@@ -52,7 +52,6 @@ var ctStates = map[string]conntrack.TCPState{"NONE": conntrack.TCPNone, "SYN_SEN
 	"ESTABLISHED": conntrack.TCPEstablished, "FIN_WAIT": conntrack.TCPFinWait, "CLOSE_WAIT": conntrack.TCPCloseWait,
 	"LAST_ACK": conntrack.TCPLastAck, "TIME_WAIT": conntrack.TCPTimeWait, "CLOSE": conntrack.TCPClose, "SYN_SENT2": conntrack.TCPSynSent2}
 
-
 // conntrack is `uptables conntrack -L|-D|-F|-C [filters]`, conntrack-tools
 // 1.4.7's commands on the engine's connection table, with its output and
 // messages: -L prints the entries and "N flow entries have been shown.",
@@ -269,6 +268,6 @@ var ctOptions = map[string]string{
 	"--dport": "--dport", "--orig-port-dst": "--dport",
 	"--reply-port-src": "--reply-port-src", "--reply-port-dst": "--reply-port-dst",
 	"--state": "--state",
-	"-m": "--mark", "--mark": "--mark",
+	"-m":      "--mark", "--mark": "--mark",
 	"-f": "--family", "--family": "--family",
 }
