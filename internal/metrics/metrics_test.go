@@ -78,7 +78,9 @@ func TestCollector(t *testing.T) {
 	c := NewCollector(Config{Engine: eng,
 		Loads:  func() control.LoadStats { return control.LoadStats{Loads: 2, Failures: 1, LastLoad: loaded} },
 		Queues: func() []*nfqueue.QueueStats { return []*nfqueue.QueueStats{q} },
-		Proxy:  func() proxy.Stats { return proxy.Stats{ConnsAccepted: 4, ConnsDropped: 1, ConnsCut: 2, UpstreamErrors: 3, ConnsActive: 1} },
+		Proxy: func() proxy.Stats {
+			return proxy.Stats{ConnsAccepted: 4, ConnsDropped: 1, ConnsCut: 2, UpstreamErrors: 3, ConnsActive: 1}
+		},
 	})
 	want := `
 # HELP uptables_rule_packets_total Packets that matched the rule (engine counter, never reset).
