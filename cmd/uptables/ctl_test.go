@@ -232,3 +232,23 @@ func TestControlNoDaemon(t *testing.T) {
 		t.Errorf("--control without a path: %d %s", rc, errs)
 	}
 }
+
+// run --nfqueue takes --control and --metrics from flags or the config
+// file (flags win); the default socket is resolved at start from the
+// state directory.
+func TestNfqueueControlFlags(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "u.toml")
+	if err := os.WriteFile(cfg, []byte("rules = \"/r\"\ncontrol = \"/c.sock\"\nmetrics = \"127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	e := &env{stderr: &stderr, getenv: func(string) string { return "" }}
+	o, _ := parseNfqueueFlags(e, []string{"--config", cfg, "--metrics", "127.0.0.1:2"})
+	if o == nil || o.control != "/c.sock" || o.metrics != "127.0.0.1:2" {
+		t.Fatalf("%+v %s", o, stderr.String())
+	}
+	o, _ = parseNfqueueFlags(e, []string{"--rules", "r", "--control", "off"})
+	if o == nil || o.control != "off" || o.metrics != "" {
+		t.Fatalf("%+v %s", o, stderr.String())
+	}
+}
