@@ -218,11 +218,6 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 				if r.Kind == ruleset.TargetExt && ctTargets[r.TSpec.Name] {
 					c.conntrack = true
 				}
-				// A nat table with rules needs conntrack (nft's nat chains
-				// take a conntrack reference), whatever the targets.
-				if t.Name == "nat" {
-					c.conntrack = true
-				}
 			}
 		}
 		c.tables[ti] = ct

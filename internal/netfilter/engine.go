@@ -339,10 +339,27 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 		p = q
 		x.P = p
 	}
+	// A forwarded packet has no output device before routing: PREROUTING
+	// sees OUT= empty; ip_forward then drops packets whose TTL would expire
+	// and decrements the TTL before FORWARD (spec audit, measured).
+	outIface := p.OutIface
 hooks:
 	for _, h := range hooks {
 		x.Hook = h
 		res.Hook = h
+		if path == PathForward {
+			switch h {
+			case xt.PreRouting:
+				p.OutIface = ""
+			case xt.Forward:
+				p.OutIface = outIface
+				if p.TTL <= 1 {
+					res.Verdict = xt.VerdictDrop
+					break hooks
+				}
+				p.SetTTL(p.TTL - 1)
+			}
+		}
 		if h == xt.LocalIn && ct == nil && defrag.IsFragment(p) {
 			q, ok := w.reassemble(w.e.local, xt.PreRouting, p)
 			if !ok {
@@ -402,6 +419,7 @@ hooks:
 			break hooks
 		}
 	}
+	p.OutIface = outIface
 	res.Decision = w.last
 	res.CT = x.CT.Info
 	if x.CT.Conn != nil {

@@ -354,6 +354,7 @@ func TestSpec13NullBinding(t *testing.T) {
 func TestSpec13DroppedFirstPacketIsNotBound(t *testing.T) {
 	h := load(t, `
 -t nat -A PREROUTING -p udp
+-A INPUT -m state --state INVALID -j DROP
 -A INPUT -p udp --dport 53 -j DROP`)
 	if r := h.in(udpTo("192.0.2.1", 5000, server, 53, 10)); r.Verdict != xt.VerdictDrop {
 		t.Fatalf("%+v", r)

@@ -52,7 +52,7 @@ func TestUDPRelay(t *testing.T) {
 	// Datagrams containing "BAD" are dropped inbound, replies containing
 	// "SECRET" outbound.
 	g := newGate(t, filter([]*ruleset.Rule{drop(withPayload("BAD"))}, []*ruleset.Rule{drop(withPayload("SECRET"))}), GateConfig{})
-	s, err := Listen(Config{Gate: g, UDPIdleTimeout: 300 * time.Millisecond,
+	s, err := Listen(Config{Gate: g, UDPIdleTimeout: time.Second,
 		Routes: []Route{{Network: "udp", Listen: "127.0.0.1:0", Upstream: echo.LocalAddr().String()}}})
 	if err != nil {
 		t.Fatal(err)
