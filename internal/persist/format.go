@@ -164,9 +164,23 @@ var errNewer = errors.New("written by a newer uptables")
 
 // decode parses and validates a file's bytes. Nothing outside is touched.
 func decode(data []byte) (*state, error) {
+	var raw json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&raw); err != nil {
+		if err == io.EOF {
+			return nil, errors.New("empty file, not valid JSON")
+		}
+		if err == io.ErrUnexpectedEOF {
+			return nil, errors.New("not valid JSON: truncated")
+		}
+		return nil, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("bad content: data after the end of the state object")
+	}
 	var h fileHeader
-	if err := json.Unmarshal(data, &h); err != nil {
-		return nil, fmt.Errorf("not a valid state file header: %w", err)
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, fmt.Errorf("bad header: %w", err)
 	}
 	if h.Format != FormatName {
 		return nil, fmt.Errorf("not an uptables state file (format %q, want %q)", h.Format, FormatName)
@@ -178,13 +192,10 @@ func decode(data []byte) (*state, error) {
 		return nil, fmt.Errorf("format version %d is not one this uptables reads (%d)", h.Version, Version)
 	}
 	var f fileV1
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec = json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("bad content: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("bad content: data after the end of the state object")
 	}
 	st := &state{SavedAtNS: f.SavedAtNS}
 	names := map[string]bool{}
