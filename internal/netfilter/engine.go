@@ -99,33 +99,7 @@ func New(cfg Config) *Engine {
 
 // Load compiles rs and makes it the active ruleset. On error the active
 // ruleset is unchanged. rs must not be modified afterwards.
-func (e *Engine) Load(rs *ruleset.Ruleset) error {
-	if rs == nil {
-		return errors.New("netfilter: nil ruleset")
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	track := &trackedNamed{n: e.named, used: map[string]bool{}}
-	c, err := compile(rs, e.cur.Load(), track, e.rnd, &e.cfg)
-	if err != nil {
-		return err
-	}
-	if c.conntrack && e.ct.Load() == nil {
-		t, err := conntrack.NewTable(e.cfg.Conntrack)
-		if err != nil {
-			return err
-		}
-		e.ct.Store(t)
-		e.frag.Store(defrag.New(e.cfg.Defrag))
-	}
-	e.cur.Store(c)
-	// A recent list or hashlimit table lives as long as a rule names it:
-	// the kernel destroys it with its last rule, so re-adding a rule later
-	// starts from an empty list with the new rule's configuration.
-	e.named.prune(track.used)
-	e.log.Debug("ruleset loaded", "conntrack", c.conntrack)
-	return nil
-}
+func (e *Engine) Load(rs *ruleset.Ruleset) error { return e.LoadWith(rs, LoadOptions{}) }
 
 // Ruleset returns the active ruleset with the current counters filled in.
 // The returned value is a copy the caller owns.
@@ -564,3 +538,85 @@ func (e *Engine) SharedNames(kind string) []string {
 // Named returns the engine's registry of shared named state, for
 // control-plane lookups such as match.RecentListByName.
 func (e *Engine) Named() xt.NamedState { return e.named }
+
+// LoadOptions changes how Load treats the new ruleset.
+type LoadOptions struct {
+	// Counters sets every rule's and built-in chain's counters to the
+	// values in the ruleset instead of carrying the running ones over:
+	// iptables -Z and -c. Extension state (limit buckets, connlimit
+	// bookkeeping) is still carried over for unchanged rules.
+	Counters bool
+}
+
+// LoadWith is Load with options.
+func (e *Engine) LoadWith(rs *ruleset.Ruleset, o LoadOptions) error {
+	if rs == nil {
+		return errors.New("netfilter: nil ruleset")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	track := &trackedNamed{n: e.named, used: map[string]bool{}}
+	c, err := compile(rs, e.cur.Load(), track, e.rnd, &e.cfg)
+	if err != nil {
+		return err
+	}
+	if o.Counters {
+		c.takeCounters()
+	}
+	if c.conntrack && e.ct.Load() == nil {
+		t, err := conntrack.NewTable(e.cfg.Conntrack)
+		if err != nil {
+			return err
+		}
+		e.ct.Store(t)
+		e.frag.Store(defrag.New(e.cfg.Defrag))
+	}
+	e.cur.Store(c)
+	// A recent list or hashlimit table lives as long as a rule names it:
+	// the kernel destroys it with its last rule, so re-adding a rule later
+	// starts from an empty list with the new rule's configuration.
+	e.named.prune(track.used)
+	e.log.Debug("ruleset loaded", "conntrack", c.conntrack)
+	return nil
+}
+
+// takeCounters gives every rule and policy of c fresh counters holding the
+// values of its ruleset, instead of the running ones compile carried over.
+func (c *compiled) takeCounters() {
+	for _, t := range c.rs.Tables {
+		ct := c.tables[tableIndex(t.Name)]
+		for i, ch := range t.Chains {
+			cc := &ct.chains[i]
+			if cc.pol != nil {
+				cc.pol = &counter{}
+				cc.pol.packets.Store(ch.Counters.Packets)
+				cc.pol.bytes.Store(ch.Counters.Bytes)
+				c.byKey[t.Name+"/"+ch.Name+"/policy"] = &rule{ctr: cc.pol}
+			}
+			for j := range cc.rules {
+				r := &cc.rules[j]
+				r.ctr = &counter{}
+				r.ctr.packets.Store(r.src.Counters.Packets)
+				r.ctr.bytes.Store(r.src.Counters.Bytes)
+			}
+		}
+	}
+}
+
+// Runtimes calls fn for every rule of the active ruleset with its table,
+// chain, 1-based number and the runtime of each of its matches (in
+// r.Matches order), so that the control plane can ask stateful matches
+// about their state (connlimit counts per address). The runtimes are live:
+// only read-only methods may be called.
+func (e *Engine) Runtimes(fn func(table, chain string, num int, r *ruleset.Rule, matches []xt.PacketMatcher)) {
+	c := e.cur.Load()
+	for _, t := range c.rs.Tables {
+		ct := c.tables[tableIndex(t.Name)]
+		for i, ch := range t.Chains {
+			cc := &ct.chains[i]
+			for j, r := range ch.Rules {
+				fn(t.Name, ch.Name, j+1, r, cc.rules[j].matches)
+			}
+		}
+	}
+}

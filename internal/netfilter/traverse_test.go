@@ -229,3 +229,45 @@ func TestProcessAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per packet", n)
 	}
 }
+
+// TestLoadWithCounters: -Z and -c load a ruleset whose counters replace the
+// running ones, while an ordinary load carries them over.
+func TestLoadWithCounters(t *testing.T) {
+	in := &ruleset.Chain{Name: "INPUT", BuiltIn: true, Hook: xt.LocalIn, Policy: ruleset.Accept,
+		Rules: []*ruleset.Rule{verdictRule(ruleset.Accept, port(22))}}
+	e := New(Config{Seed: 1})
+	if err := e.Load(filterWith(ruleset.Accept, in)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.NewWorker(nil)
+	w.Process(PathInput, tcpPacket(22))
+	w.Process(PathInput, tcpPacket(80))
+	live := e.Ruleset()
+	if err := e.Load(live); err != nil {
+		t.Fatal(err)
+	}
+	if got := counters(t, e, "INPUT"); got[0] != 1 || got[1] != 1 {
+		t.Fatalf("after a plain reload %v, want [1 1]", got)
+	}
+	zeroed := e.Ruleset()
+	zeroed.Tables[0].Chains[0].Rules[0].Counters = ruleset.Counters{Packets: 7, Bytes: 70}
+	zeroed.Tables[0].Chains[0].Counters = ruleset.Counters{}
+	if err := e.LoadWith(zeroed, LoadOptions{Counters: true}); err != nil {
+		t.Fatal(err)
+	}
+	w.Process(PathInput, tcpPacket(22))
+	if got := counters(t, e, "INPUT"); got[0] != 8 || got[1] != 0 {
+		t.Fatalf("after -c 7 70 / -Z of the policy and one packet %v, want [8 0]", got)
+	}
+	n := 0
+	e.Runtimes(func(table, chain string, num int, r *ruleset.Rule, ms []xt.PacketMatcher) {
+		if table == "filter" && chain == "INPUT" && num == 1 && len(ms) == 1 {
+			if _, ok := ms[0].(*portMatch); ok {
+				n++
+			}
+		}
+	})
+	if n != 1 {
+		t.Fatalf("Runtimes visited the rule's match %d times", n)
+	}
+}
