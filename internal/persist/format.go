@@ -164,20 +164,22 @@ var errNewer = errors.New("written by a newer uptables")
 
 // decode parses and validates a file's bytes. Nothing outside is touched.
 func decode(data []byte) (*state, error) {
-	var raw json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&raw); err != nil {
-		if err == io.EOF {
+	if !json.Valid(data) {
+		// Slow path, for the message only.
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		err := dec.Decode(&v)
+		switch {
+		case err == io.EOF:
 			return nil, errors.New("empty file, not valid JSON")
-		}
-		if err == io.ErrUnexpectedEOF {
+		case err == io.ErrUnexpectedEOF:
 			return nil, errors.New("not valid JSON: truncated")
+		case err != nil:
+			return nil, fmt.Errorf("not valid JSON: %w", err)
 		}
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("bad content: data after the end of the state object")
 	}
+	raw := data
 	var h fileHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, fmt.Errorf("bad header: %w", err)
@@ -192,7 +194,7 @@ func decode(data []byte) (*state, error) {
 		return nil, fmt.Errorf("format version %d is not one this uptables reads (%d)", h.Version, Version)
 	}
 	var f fileV1
-	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("bad content: %w", err)
