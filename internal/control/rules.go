@@ -20,7 +20,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -63,18 +62,12 @@ type LoadStats struct {
 // Rules owns a daemon's rule set: every load goes through it, one at a time,
 // so that a control command, a SIGHUP reload and the rules file never race.
 //
-// It also keeps the counters iptables shows. The engine's counters only
-// grow and follow a rule as long as its text is unchanged (iptables-nft
-// keeps an unchanged rule's counters across a reload, so does the engine);
-// -Z and -c set what iptables shows without resetting the engine. Rules
-// keeps an offset per counter, keyed as the engine keys its counters
-// (table, chain, rule text, occurrence among identical rules): what
-// listings show is the engine's count minus the offset. Metrics export the
-// engine's own counters, which never go backwards.
+// Counters follow iptables-nft: an unchanged rule keeps its counters across
+// a change or reload (the engine carries them over), -Z and -c set them
+// (the engine loads them from the new rule set).
 type Rules struct {
 	cfg RulesConfig
 	mu  sync.Mutex // serialises loads, command execution and file writes
-	off map[string]ruleset.Counters
 	st  LoadStats
 }
 
@@ -87,7 +80,7 @@ func NewRules(cfg RulesConfig) *Rules {
 		reg := cfg.Registry
 		cfg.Read = func(path string) (*ruleset.Ruleset, error) { return ReadSaveFile(path, reg) }
 	}
-	return &Rules{cfg: cfg, off: map[string]ruleset.Counters{}}
+	return &Rules{cfg: cfg}
 }
 
 // ReadSaveFile reads an iptables-save file into a rule set (counters are
@@ -126,8 +119,7 @@ func (r *Rules) Stats() LoadStats {
 func (r *Rules) Load(rs *ruleset.Ruleset) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, raw := r.viewLocked()
-	return r.loadLocked(rs, keepOffsets(rs, raw, r.off))
+	return r.loadLocked(rs, netfilter.LoadOptions{})
 }
 
 // Reload reads the rules file again and loads it (SIGHUP). On error the
@@ -148,10 +140,7 @@ func (r *Rules) Reload() error {
 
 // Ruleset returns the active rule set with the counters iptables shows.
 func (r *Rules) Ruleset() *ruleset.Ruleset {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rs, _ := r.viewLocked()
-	return rs
+	return r.cfg.Engine.Ruleset()
 }
 
 func (r *Rules) failLocked(err error) {
@@ -160,83 +149,14 @@ func (r *Rules) failLocked(err error) {
 	r.st.LastError = err.Error()
 }
 
-func (r *Rules) loadLocked(rs *ruleset.Ruleset, off map[string]ruleset.Counters) error {
-	if err := r.cfg.Engine.Load(rs); err != nil {
+func (r *Rules) loadLocked(rs *ruleset.Ruleset, o netfilter.LoadOptions) error {
+	if err := r.cfg.Engine.LoadWith(rs, o); err != nil {
 		r.failLocked(err)
 		return err
 	}
-	r.off = off
 	r.st.Loads++
 	r.st.LastLoad = r.cfg.Now()
 	return nil
-}
-
-// counterKeys calls fn with the key and counters of every built-in
-// policy and rule of rs, as the engine identifies them for carrying
-// counters over a load: table/chain/policy, and table/chain/rule text
-// numbered by occurrence among identical rules of the table.
-func counterKeys(rs *ruleset.Ruleset, fn func(key string, c *ruleset.Counters)) {
-	for _, t := range rs.Tables {
-		seen := map[string]int{}
-		for _, ch := range t.Chains {
-			if ch.BuiltIn {
-				fn(t.Name+"/"+ch.Name+"/policy", &ch.Counters)
-			}
-			for _, rl := range ch.Rules {
-				k := t.Name + "/" + ch.Name + "/" + iptables.FormatRule(ch.Name, rl, false)
-				seen[k]++
-				fn(k+"#"+strconv.Itoa(seen[k]), &rl.Counters)
-			}
-		}
-	}
-}
-
-// viewLocked returns the engine's rule set with the offsets applied, and
-// the engine's raw counters by key.
-func (r *Rules) viewLocked() (*ruleset.Ruleset, map[string]ruleset.Counters) {
-	rs := r.cfg.Engine.Ruleset()
-	raw := map[string]ruleset.Counters{}
-	counterKeys(rs, func(k string, c *ruleset.Counters) {
-		raw[k] = *c
-		if o, ok := r.off[k]; ok {
-			// Unsigned arithmetic wraps, so an offset "below zero" (-c
-			// larger than the engine's count) works as well.
-			c.Packets -= o.Packets
-			c.Bytes -= o.Bytes
-		}
-	})
-	return rs, raw
-}
-
-// keepOffsets returns the offsets for loading next when its counters are
-// not meant to change what listings show (a file reload): the keys the
-// engine carries over keep their offsets.
-func keepOffsets(next *ruleset.Ruleset, raw, old map[string]ruleset.Counters) map[string]ruleset.Counters {
-	off := map[string]ruleset.Counters{}
-	counterKeys(next, func(k string, _ *ruleset.Counters) {
-		if _, carried := raw[k]; carried {
-			if o, ok := old[k]; ok {
-				off[k] = o
-			}
-		}
-	})
-	return off
-}
-
-// setOffsets returns the offsets that make listings show next's counters:
-// a key the engine carries over keeps its engine count, so the offset is
-// the difference; a new key starts from next's counters (offset zero).
-func setOffsets(next *ruleset.Ruleset, raw map[string]ruleset.Counters) map[string]ruleset.Counters {
-	off := map[string]ruleset.Counters{}
-	counterKeys(next, func(k string, c *ruleset.Counters) {
-		if rc, carried := raw[k]; carried {
-			o := ruleset.Counters{Packets: rc.Packets - c.Packets, Bytes: rc.Bytes - c.Bytes}
-			if o != (ruleset.Counters{}) {
-				off[k] = o
-			}
-		}
-	})
-	return off
 }
 
 // Iptables runs one iptables command line against the live rule set,
@@ -255,7 +175,7 @@ func (r *Rules) Iptables(args []string, stdout, stderr io.Writer) int {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	view, raw := r.viewLocked()
+	view := r.cfg.Engine.Ruleset()
 	out := bufio.NewWriter(stdout)
 	res, err := iptables.Execute(view, cmd, out)
 	if ferr := out.Flush(); ferr != nil && err == nil {
@@ -267,7 +187,10 @@ func (r *Rules) Iptables(args []string, stdout, stderr io.Writer) int {
 	if !res.Changed {
 		return 0
 	}
-	if err := r.applyLocked(res.Ruleset, setOffsets(res.Ruleset, raw)); err != nil {
+	// -Z and -c set counters: the engine takes them from the new rule set;
+	// any other change keeps the running counters of unchanged rules.
+	o := netfilter.LoadOptions{Counters: cmd.Cmd&(iptables.CmdZero|iptables.CmdZeroNum) != 0 || cmd.SetCounters != nil}
+	if err := r.applyLocked(res.Ruleset, o); err != nil {
 		fmt.Fprintln(stderr, "uptables: "+err.Error()+"; nothing changed")
 		return 1
 	}
@@ -283,9 +206,9 @@ func (r *Rules) Iptables(args []string, stdout, stderr io.Writer) int {
 // the file's new content is written and synced under a temporary name
 // first, the engine loads rs, then the file is renamed into place; if the
 // rename fails the previous rule set is loaded back.
-func (r *Rules) applyLocked(rs *ruleset.Ruleset, off map[string]ruleset.Counters) error {
+func (r *Rules) applyLocked(rs *ruleset.Ruleset, o netfilter.LoadOptions) error {
 	if r.cfg.File == "" {
-		return r.loadLocked(rs, off)
+		return r.loadLocked(rs, o)
 	}
 	var buf bytes.Buffer
 	if err := iptables.WriteSave(&buf, rs, iptables.SaveOptions{Now: r.cfg.Now()}); err != nil {
@@ -324,16 +247,12 @@ func (r *Rules) applyLocked(rs *ruleset.Ruleset, off map[string]ruleset.Counters
 	if werr != nil {
 		return fmt.Errorf("writing %s: %w", r.cfg.File, werr)
 	}
-	prev, _ := r.viewLocked()
-	prevOff := r.off
-	if err := r.loadLocked(rs, off); err != nil {
+	prev := r.cfg.Engine.Ruleset()
+	if err := r.loadLocked(rs, o); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), r.cfg.File); err != nil {
-		_, raw := r.viewLocked()
-		if lerr := r.cfg.Engine.Load(prev); lerr == nil {
-			r.off = keepOffsets(prev, raw, prevOff)
-		}
+		_ = r.cfg.Engine.LoadWith(prev, netfilter.LoadOptions{Counters: true})
 		return fmt.Errorf("writing %s: %w", r.cfg.File, err)
 	}
 	if d, err := os.Open(dir); err == nil {
