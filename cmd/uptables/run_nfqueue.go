@@ -36,6 +36,7 @@ type nfqueueOpts struct {
 	mode       nfqueue.Mode
 	log        string
 	stateDir   string
+	persistDir string
 	maxLen     int
 	rcvBuf     int
 	gso        bool
@@ -84,6 +85,7 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	fs.IntVar(&o.batch, "batch", 64, "most verdicts sent in one batch")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables-nft binary used to install the queueing rules")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	fs.StringVar(&o.persistDir, "persist-dir", "/var/lib/uptables", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (off = none)")
 	fs.StringVar(&o.control, "control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default <state-dir>/uptables.sock; off = none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +124,9 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 		}
 		if !set["control"] && f.Control != "" {
 			o.control = f.Control
+		}
+		if !set["persist-dir"] && f.PersistDir != "" {
+			o.persistDir = f.PersistDir
 		}
 		if !set["metrics"] && f.Metrics != "" {
 			o.metrics = f.Metrics
@@ -359,11 +364,16 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 		return fail(err)
 	}
 	started := time.Now()
-	eng := netfilter.New(netfilter.Config{Logger: log})
+	eng := netfilter.New(hostEngineConfig(log))
 	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: o.rules})
 	if err := rules.Load(rs); err != nil {
 		return fail(fmt.Errorf("%s: %w", o.rules, err))
 	}
+	saver, err := restoreState(o.persistDir, eng, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer saver.stop(log)
 	sd, err := openStateDir(o.stateDir)
 	if err != nil {
 		return fail(err)

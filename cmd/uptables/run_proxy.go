@@ -63,6 +63,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	shutdownTO := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, let open connections finish this long")
 	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
 	ctlPath := fs.String("control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default none)")
+	persistDir := fs.String("persist-dir", "off", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (default off)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -110,12 +111,18 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	// The pieces uptables.New and ListenProxy assemble, built here so that
 	// the control socket and the metrics reach the engine.
 	started := time.Now()
-	eng := netfilter.New(netfilter.Config{Logger: log})
+	eng := netfilter.New(hostEngineConfig(log))
 	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: *rulesFile, Read: readProxyRules})
 	if err := rules.Load(rs); err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %s: %v\n", *rulesFile, err)
 		return 1
 	}
+	saver, err := restoreState(*persistDir, eng, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	defer saver.stop(log)
 	gate := proxy.NewGate(proxy.GateConfig{Engine: eng, Logger: log, Iface: *iface})
 	p, err := proxy.Listen(proxy.Config{Gate: gate, Routes: parsed,
 		Admit:    proxy.AdmitConfig{TrustedProxies: prefixes, ProxyHeaderTimeout: *headerTO},

@@ -36,6 +36,9 @@ type File struct {
 	Mode     string `toml:"mode"`
 	Log      string `toml:"log"`
 	StateDir string `toml:"state_dir"`
+	// PersistDir keeps recent lists and hashlimit tables across restarts
+	// and reboots (`--persist-dir`; "off" = do not keep them).
+	PersistDir string `toml:"persist_dir"`
 	// Control is the control socket's path (`uptables run --control`):
 	// "" = <state_dir>/uptables.sock, "off" = no control socket.
 	Control string `toml:"control"`

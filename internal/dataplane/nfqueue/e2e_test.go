@@ -78,7 +78,7 @@ func (d *daemon) launch(args ...string) {
 	t := d.t
 	t.Helper()
 	full := append([]string{"netns", "exec", d.p.srv, uptablesBin(t), "run", "--rules", d.rules, "--nfqueue",
-		"--state-dir", d.stateDir, "--log", d.logFile}, args...)
+		"--state-dir", d.stateDir, "--persist-dir", filepath.Join(d.stateDir, "persist"), "--log", d.logFile}, args...)
 	d.stderr.Reset()
 	d.cmd = exec.Command("ip", full...)
 	d.cmd.Stderr = &lockedWriter{b: d.stderr}

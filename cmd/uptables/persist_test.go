@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProxyPersistsRecentAcrossRestart: a client on the recent list stays
+// on it (and blocked) after the daemon restarts, the pain of "lists lost on
+// reboot": run --proxy --persist-dir DIR saves at exit and restores at
+// start.
+func TestProxyPersistsRecentAcrossRestart(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	// Three new connections within an hour are allowed, the fourth is dropped.
+	if err := os.WriteFile(rules, []byte(`-A INPUT -p tcp --syn -m recent --name GATE --rcheck --seconds 3600 --hitcount 3 -j DROP
+-A INPUT -p tcp --syn -m recent --name GATE --set
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	persistDir := filepath.Join(dir, "state")
+	sock := filepath.Join(dir, "ctl.sock")
+	run := func(conns int) string {
+		t.Helper()
+		var stderr lockedBuffer
+		e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
+		ctx, cancel := context.WithCancel(context.Background())
+		addrc := make(chan string, 1)
+		done := make(chan int, 1)
+		go func() {
+			done <- serveProxy(ctx, e, []string{"--rules", rules, "--proxy", "tcp:127.0.0.1:0=" + backend.Addr().String(),
+				"--persist-dir", persistDir, "--control", sock}, nil, func(a []string) { addrc <- a[0] })
+		}()
+		var addr string
+		select {
+		case addr = <-addrc:
+		case rc := <-done:
+			t.Fatalf("daemon exited %d: %s", rc, stderr.String())
+		}
+		var got []byte
+		for i := 0; i < conns; i++ {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			b := make([]byte, 1)
+			if _, err := c.Write([]byte("x")); err == nil {
+				if _, err := io.ReadFull(c, b); err == nil {
+					got = append(got, 'A')
+					c.Close()
+					continue
+				}
+			}
+			got = append(got, 'D')
+			c.Close()
+		}
+		cancel()
+		if rc := <-done; rc != 0 {
+			t.Fatalf("daemon exit %d: %s", rc, stderr.String())
+		}
+		return string(got)
+	}
+	if got := run(2); got != "AA" {
+		t.Fatalf("first run: %s, want AA", got)
+	}
+	if _, err := os.Stat(filepath.Join(persistDir, "state.json")); err != nil {
+		t.Fatalf("no state saved at exit: %v", err)
+	}
+	// Restarted: the two earlier connections still count.
+	if got := run(2); got != "AD" {
+		t.Fatalf("after a restart: %s, want AD (the list was restored)", got)
+	}
+}
