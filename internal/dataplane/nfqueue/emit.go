@@ -93,7 +93,18 @@ type emitter struct {
 	logs     *atomic.Uint64
 }
 
-var _ xt.Emitter = (*emitter)(nil)
+var (
+	_ xt.Emitter      = (*emitter)(nil)
+	_ xt.TraceEmitter = (*emitter)(nil)
+)
+
+// Trace sends TRACE's events (xtables-monitor --trace lines) to the same
+// sink as LOG lines, at level debug.
+func (e *emitter) Trace(_ *xt.Ctx, line []byte) {
+	if e.sink != nil {
+		e.sink.Log(7, line)
+	}
+}
 
 func (e *emitter) Reply(_ *xt.Ctx, pkt []byte) {
 	if e.raw < 0 || len(pkt) < 20 || pkt[0]>>4 != 4 {
