@@ -742,44 +742,6 @@ func (r *LimitRuntime) Explain(_ *xt.Ctx, matched bool, b []byte) []byte {
 	return append(b, " tokens, 1 needed"...)
 }
 
-// hlKey is the key Matches built for c.P; ok is false when its ports
-// could not be read (the packet was hot-dropped).
-func (r *HashlimitRuntime) hlKey(c *xt.Ctx) (statestore.HashlimitKey, bool) {
-	p := c.P
-	var k statestore.HashlimitKey
-	mode := r.cfg.Mode
-	if mode&HashlimitDstIP != 0 {
-		hlMask(&k.Dst, p.Dst, &r.dmask)
-	}
-	if mode&HashlimitSrcIP != 0 {
-		hlMask(&k.Src, p.Src, &r.smask)
-	}
-	if mode&(HashlimitSrcPort|HashlimitDstPort) != 0 {
-		if off := hlPortsOffset(p.Proto); off >= 0 {
-			l4 := p.L4Off
-			switch {
-			case p.Status == packet.Fragment && p.Version == 4:
-				l4 = p.HdrLen
-			case p.Status == packet.Fragment:
-				l4 = p.FragHdrOff + 8
-			case p.Status == packet.BadL3:
-				l4 = -1
-			}
-			o := l4 + off
-			if l4 < 0 || o+4 > len(p.Data) {
-				return k, false
-			}
-			if mode&HashlimitSrcPort != 0 {
-				k.SrcPort = uint16(p.Data[o])<<8 | uint16(p.Data[o+1])
-			}
-			if mode&HashlimitDstPort != 0 {
-				k.DstPort = uint16(p.Data[o+2])<<8 | uint16(p.Data[o+3])
-			}
-		}
-	}
-	return k, true
-}
-
 // Explain implements xt.Explainer: the packet's bucket, its credit as the
 // packet found it (in packets, or raw credits in byte mode) and whether
 // that was under the rate.

@@ -591,6 +591,24 @@ func hlMask(dst *[16]byte, a netip.Addr, m *[16]byte) {
 // packet whose ports cannot be read, or whose key is new while the table
 // is full, is hot-dropped.
 func (r *HashlimitRuntime) Matches(c *xt.Ctx) bool {
+	k, ok := r.hlKey(c)
+	if !ok {
+		c.HotDrop = true
+		return false
+	}
+	under, ok := r.tbl.Consume(k, c.P.TotalLen, c.P.TimeNS)
+	if !ok {
+		c.HotDrop = true
+		return false
+	}
+	return under != r.above
+}
+
+// hlKey builds the packet's key from the table's mode and masks; ok is
+// false when the mode needs ports the packet does not carry in full (the
+// kernel hot-drops it). A non-first fragment's first bytes are read as
+// ports, as the kernel does.
+func (r *HashlimitRuntime) hlKey(c *xt.Ctx) (statestore.HashlimitKey, bool) {
 	p := c.P
 	var k statestore.HashlimitKey
 	mode := r.cfg.Mode
@@ -605,7 +623,7 @@ func (r *HashlimitRuntime) Matches(c *xt.Ctx) bool {
 			l4 := p.L4Off
 			switch {
 			case p.Status == packet.Fragment && p.Version == 4:
-				l4 = p.HdrLen // the kernel reads the fragment's first bytes
+				l4 = p.HdrLen
 			case p.Status == packet.Fragment:
 				l4 = p.FragHdrOff + 8
 			case p.Status == packet.BadL3:
@@ -613,8 +631,7 @@ func (r *HashlimitRuntime) Matches(c *xt.Ctx) bool {
 			}
 			o := l4 + off
 			if l4 < 0 || o+4 > len(p.Data) {
-				c.HotDrop = true
-				return false
+				return k, false
 			}
 			if mode&HashlimitSrcPort != 0 {
 				k.SrcPort = uint16(p.Data[o])<<8 | uint16(p.Data[o+1])
@@ -624,12 +641,7 @@ func (r *HashlimitRuntime) Matches(c *xt.Ctx) bool {
 			}
 		}
 	}
-	under, ok := r.tbl.Consume(k, p.TotalLen, p.TimeNS)
-	if !ok {
-		c.HotDrop = true
-		return false
-	}
-	return under != r.above
+	return k, true
 }
 
 // Table returns the rule's table (shared with the other rules naming it).
