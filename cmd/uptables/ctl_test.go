@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -19,19 +18,7 @@ import (
 // the CLI as a user types it.
 func TestControlProxyEndToEnd(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
+	backend := startEchoBackend(t)
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules")
 	// The plain-commands form of a rules file, as the blog posts write it.
@@ -49,33 +36,10 @@ func TestControlProxyEndToEnd(t *testing.T) {
 	metricsAddr := pl.Addr().String()
 	pl.Close()
 
-	var stderr lockedBuffer
-	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- serveProxy(ctx, e, []string{"--rules", rules, "--proxy", "tcp:127.0.0.1:0=" + backend.Addr().String(),
-			"--control", sock, "--metrics", metricsAddr}, nil, func(a []string) { addrc <- a[0] })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case rc := <-done:
-		t.Fatalf("exited %d: %s", rc, stderr.String())
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if rc := <-done; rc != 0 {
-			t.Errorf("daemon exit %d: %s", rc, stderr.String())
-		}
-	}
-	defer stop()
+	d := startProxyDaemon(t, "--rules", rules, "--proxy", "tcp:127.0.0.1:0="+backend.Addr().String(),
+		"--control", sock, "--metrics", metricsAddr)
+	addr := d.addr
+	stop := d.stop
 
 	// Two connections held open, a third refused by connlimit.
 	var held []net.Conn

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -16,20 +14,7 @@ import (
 // reboot": run --proxy --persist-dir DIR saves at exit and restores at
 // start.
 func TestProxyPersistsRecentAcrossRestart(t *testing.T) {
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close()
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
+	backend := startEchoBackend(t)
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules")
 	// Three new connections within an hour are allowed, the fourth is dropped.
@@ -42,21 +27,9 @@ func TestProxyPersistsRecentAcrossRestart(t *testing.T) {
 	sock := filepath.Join(dir, "ctl.sock")
 	run := func(conns int) string {
 		t.Helper()
-		var stderr lockedBuffer
-		e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
-		ctx, cancel := context.WithCancel(context.Background())
-		addrc := make(chan string, 1)
-		done := make(chan int, 1)
-		go func() {
-			done <- serveProxy(ctx, e, []string{"--rules", rules, "--proxy", "tcp:127.0.0.1:0=" + backend.Addr().String(),
-				"--persist-dir", persistDir, "--control", sock}, nil, func(a []string) { addrc <- a[0] })
-		}()
-		var addr string
-		select {
-		case addr = <-addrc:
-		case rc := <-done:
-			t.Fatalf("daemon exited %d: %s", rc, stderr.String())
-		}
+		d := startProxyDaemon(t, "--rules", rules, "--proxy", "tcp:127.0.0.1:0="+backend.Addr().String(),
+			"--persist-dir", persistDir, "--control", sock)
+		addr := d.addr
 		var got []byte
 		for i := 0; i < conns; i++ {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -75,10 +48,7 @@ func TestProxyPersistsRecentAcrossRestart(t *testing.T) {
 			got = append(got, 'D')
 			c.Close()
 		}
-		cancel()
-		if rc := <-done; rc != 0 {
-			t.Fatalf("daemon exit %d: %s", rc, stderr.String())
-		}
+		d.stop()
 		return string(got)
 	}
 	if got := run(2); got != "AA" {

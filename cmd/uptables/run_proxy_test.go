@@ -15,41 +15,14 @@ import (
 
 // uptables run: the proxy with a rules file, a reload, a clean stop.
 func TestRunProxy(t *testing.T) {
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close()
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
+	backend := startEchoBackend(t)
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules")
 	if err := os.WriteFile(rules, []byte("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
-	ctx, cancel := context.WithCancel(context.Background())
-	reload := make(chan os.Signal, 1)
-	addrc := make(chan string, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- serveProxy(ctx, e, []string{"--rules", rules, "--proxy", "tcp:127.0.0.1:0=" + backend.Addr().String()},
-			reload, func(a []string) { addrc <- a[0] })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case rc := <-done:
-		t.Fatalf("exited %d: %s", rc, stderr.String())
-	}
+	d := startProxyDaemon(t, "--rules", rules, "--proxy", "tcp:127.0.0.1:0="+backend.Addr().String())
+	addr, reload, stderr := d.addr, d.sig, d.stderr
 	try := func() string {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
@@ -76,10 +49,7 @@ func TestRunProxy(t *testing.T) {
 	if got := try(); got != "" {
 		t.Fatalf("after reload to DROP: %q", got)
 	}
-	cancel()
-	if rc := <-done; rc != 0 {
-		t.Fatalf("rc %d: %s", rc, stderr.String())
-	}
+	d.stop()
 	if !strings.Contains(stderr.String(), "accepted=1 dropped=1") {
 		t.Errorf("final stats line missing:\n%s", stderr.String())
 	}
