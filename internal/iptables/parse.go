@@ -733,21 +733,13 @@ func (p *parser) iface(name string) error {
 
 // knownNames are the extension names uptables is meant to provide; the
 // registry is asked which of them exist to word the hints.
-var knownMatchNames = []string{"tcp", "udp", "icmp", "state", "conntrack", "connlimit", "recent", "limit",
-	"hashlimit", "length", "ttl", "multiport", "iprange", "mark", "connmark", "comment", "tos", "dscp",
-	"addrtype", "pkttype", "mac", "time", "statistic", "string", "set", "owner", "quota", "u32", "helper",
-	"cpu", "physdev", "socket", "devgroup"}
-
-var knownTargetNames = []string{"REJECT", "LOG", "NFLOG", "MARK", "CONNMARK", "NOTRACK", "CT", "TTL",
-	"TCPMSS", "DSCP", "TOS", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NFQUEUE", "TRACE"}
-
 func (p *parser) loadMatch(name string) error {
 	spec, ok := p.reg.Match(name)
 	if !ok || !familyOK(spec.Family, p.fam) {
 		e := paramf("Couldn't load match `" + name + "':No such file or directory\n")
 		var have []string
-		for _, n := range knownMatchNames {
-			if _, ok := p.reg.Match(n); ok {
+		for _, n := range p.reg.MatchNames() {
+			if spec, _ := p.reg.Match(n); familyOK(spec.Family, p.fam) {
 				have = append(have, n)
 			}
 		}

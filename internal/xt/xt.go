@@ -15,6 +15,7 @@ package xt
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -193,6 +194,21 @@ func (r *Registry) Match(name string) (*MatchSpec, bool) {
 func (r *Registry) Target(name string) (*TargetSpec, bool) {
 	s, ok := r.targets[name]
 	return s, ok
+}
+
+// MatchNames returns the registered match names, sorted (for hints).
+func (r *Registry) MatchNames() []string { return sortedKeys(r.matches) }
+
+// TargetNames returns the registered target names, sorted.
+func (r *Registry) TargetNames() []string { return sortedKeys(r.targets) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // ParamError is an iptables "parameter problem" (exit code 2): the

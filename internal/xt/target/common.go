@@ -98,21 +98,6 @@ func options(defs []optDef, aliases ...xt.Option) []xt.Option {
 	return append(out, aliases...)
 }
 
-// names returns the option names of defs except those listed.
-func names(defs []optDef, except ...string) []string {
-	var out []string
-outer:
-	for _, d := range defs {
-		for _, e := range except {
-			if d.name == e {
-				continue outer
-			}
-		}
-		out = append(out, d.name)
-	}
-	return out
-}
-
 func errOnce(target, opt string) error {
 	return xt.Errorf("%s: option \"--%s\" can only be used once.\n", target, opt)
 }
