@@ -214,9 +214,9 @@ func (r *Replayer) Replay(rd io.Reader) error {
 				break
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("frame %d: capture truncated", r.index+1)
+				return fmt.Errorf("frame %d%s: capture truncated: %w", r.index+1, src.where(), err)
 			}
-			return fmt.Errorf("frame %d: %w", r.index+1, err)
+			return fmt.Errorf("frame %d%s: %w", r.index+1, src.where(), err)
 		}
 		if err := r.frame(frame, ci.Timestamp.UnixNano(), ifc); err != nil {
 			return err

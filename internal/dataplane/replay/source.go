@@ -44,7 +44,23 @@ type source struct {
 	format Format
 	pcap   *pcapgo.Reader
 	ng     *pcapgo.NgReader
+	// off is the byte offset of the next pcap record (pcapng blocks are
+	// parsed inside gopacket, which does not say where it is).
+	off int64
 }
+
+// maxFrameLen is the longest frame a capture may hold: libpcap's
+// MAXIMUM_SNAPLEN, so no capture tcpdump or dumpcap wrote has longer
+// records. A longer record length comes from a corrupt or hostile file;
+// refusing it before reading keeps a small file from asking for gigabytes.
+const maxFrameLen = 262144
+
+// pcapFileHdrLen and pcapRecHdrLen are the sizes of the classic pcap file
+// header and per-record header.
+const (
+	pcapFileHdrLen = 24
+	pcapRecHdrLen  = 16
+)
 
 // openSource sniffs the magic number and opens a pcap or pcapng reader.
 func openSource(r io.Reader) (*source, error) {
@@ -68,10 +84,25 @@ func openSource(r io.Reader) (*source, error) {
 		if lt := pr.LinkType(); !linkSupported(lt) {
 			return nil, fmt.Errorf("pcap: unsupported link type %d (%s): replay reads Ethernet, Linux cooked v1/v2 and raw IP", uint16(lt), lt)
 		}
-		return &source{format: FormatPcap, pcap: pr}, nil
+		// gopacket takes records up to the larger of the header's snap
+		// length and maxFrameLen; a header claiming 4 GiB would let one
+		// record header ask for that much.
+		if pr.Snaplen() > maxFrameLen {
+			pr.SetSnaplen(maxFrameLen)
+		}
+		return &source{format: FormatPcap, pcap: pr, off: pcapFileHdrLen}, nil
 	default:
 		return nil, fmt.Errorf("not a pcap or pcapng file (magic %08x)", m)
 	}
+}
+
+// where says where the next frame starts, for error messages: the byte
+// offset for pcap, nothing for pcapng.
+func (s *source) where() string {
+	if s.pcap != nil {
+		return fmt.Sprintf(" (record at byte %d)", s.off)
+	}
+	return ""
 }
 
 // errLinkType is returned for a pcapng frame on an interface of an
@@ -82,11 +113,23 @@ var errLinkType = errors.New("unsupported link type")
 func (s *source) next() (frame []byte, ci gopacket.CaptureInfo, ifc iface, err error) {
 	if s.pcap != nil {
 		frame, ci, err = s.pcap.ZeroCopyReadPacketData()
-		return frame, ci, iface{lt: s.pcap.LinkType()}, err
+		if err != nil {
+			// A record header read whole but no byte of its data is a
+			// truncated file, not its end: gopacket passes io.EOF on.
+			if errors.Is(err, io.EOF) && ci.CaptureLength > 0 {
+				err = fmt.Errorf("record of %d bytes: %w", ci.CaptureLength, io.ErrUnexpectedEOF)
+			}
+			return nil, ci, iface{}, err
+		}
+		s.off += pcapRecHdrLen + int64(len(frame))
+		return frame, ci, iface{lt: s.pcap.LinkType()}, nil
 	}
 	frame, ci, err = s.ng.ZeroCopyReadPacketData()
 	if err != nil {
 		return nil, ci, iface{}, err
+	}
+	if len(frame) > maxFrameLen {
+		return nil, ci, iface{}, fmt.Errorf("pcapng: frame of %d bytes, longer than any capture tool writes (%d)", len(frame), maxFrameLen)
 	}
 	// Interface returns a copy of the description: no allocation, and
 	// always current even when a new section redefined the interfaces.
