@@ -72,7 +72,11 @@ type Stats struct {
 	Batches    atomic.Uint64 // of which VERDICT_BATCH
 	Overruns   atomic.Uint64 // ENOBUFS: the socket buffer overflowed, packets lost to fail-open/closed
 	NetlinkErr atomic.Uint64 // NLMSG_ERROR answers to verdicts (unknown id, ...)
-	Sends      atomic.Uint64 // sendto calls
+	// Malformed counts PACKET messages that were cut or had a bad
+	// attribute: those with a readable id are still handed out (with
+	// Msg.Malformed) so they get a verdict; the others are skipped.
+	Malformed atomic.Uint64
+	Sends     atomic.Uint64 // sendto calls
 }
 
 // Conn is a queue bound on a raw NETLINK_NETFILTER socket. The per-packet
@@ -213,24 +217,38 @@ func (c *Conn) sendAck() error {
 		if e != 0 {
 			return e
 		}
-		b := c.rbuf[:n]
-		for len(b) >= nlmsgHdrLen {
-			l := int(native.Uint32(b))
-			if l < nlmsgHdrLen || l > len(b) {
-				break
-			}
-			typ := native.Uint16(b[4:])
-			s := native.Uint32(b[8:])
-			if typ == unix.NLMSG_ERROR && s == seq && l >= nlmsgHdrLen+4 {
-				if code := int32(native.Uint32(b[nlmsgHdrLen:])); code != 0 {
-					return unix.Errno(-code)
-				}
-				return nil
-			}
-			b = b[min(align4(l), len(b)):]
+		if done, err := findAck(c.rbuf[:n], seq); done {
+			return err
 		}
 	}
 	return errors.New("no acknowledgement from the kernel")
+}
+
+// findAck looks for the NLMSG_ERROR answering request seq in one datagram
+// (done) and returns the kernel's answer: nil for an ack, the errno
+// otherwise. A message with a bad length ends the search in that datagram.
+func findAck(b []byte, seq uint32) (done bool, err error) {
+	for len(b) >= nlmsgHdrLen {
+		l := int(native.Uint32(b))
+		if l < nlmsgHdrLen || l > len(b) {
+			return false, nil
+		}
+		typ := native.Uint16(b[4:])
+		s := native.Uint32(b[8:])
+		if typ == unix.NLMSG_ERROR && s == seq && l >= nlmsgHdrLen+4 {
+			if code := int32(native.Uint32(b[nlmsgHdrLen:])); code != 0 {
+				// The kernel's errors are negative errnos; a positive
+				// one (never sent) is reported as it is.
+				if code < 0 {
+					code = -code
+				}
+				return true, unix.Errno(code)
+			}
+			return true, nil
+		}
+		b = b[min(align4(l), len(b)):]
+	}
+	return false, nil
 }
 
 // Num implements Queue.
@@ -243,18 +261,36 @@ func (c *Conn) Read(m *Msg, wait bool) error {
 		for c.rend-c.rpos >= nlmsgHdrLen {
 			b := c.rbuf[c.rpos:c.rend]
 			l := int(native.Uint32(b))
+			typ := native.Uint16(b[4:])
 			if l < nlmsgHdrLen || l > len(b) {
+				// A bad length ends the datagram. A PACKET message cut
+				// by the end of the buffer may still carry its id.
 				c.rpos = c.rend
+				if typ == msgPacket && l > len(b) && len(b) >= nlmsgHdrLen+nfgenHdrLen {
+					c.Stats.Malformed.Add(1)
+					if parsePacket(b[nlmsgHdrLen+nfgenHdrLen:], m) == nil {
+						m.malformed(true) // whole attributes, but cut
+					}
+					if m.Malformed {
+						c.Stats.Packets.Add(1)
+						return nil
+					}
+				}
 				break
 			}
 			c.rpos += min(align4(l), len(b))
-			typ := native.Uint16(b[4:])
 			switch typ {
 			case msgPacket:
 				if l < nlmsgHdrLen+nfgenHdrLen {
+					c.Stats.Malformed.Add(1)
 					continue
 				}
 				if err := parsePacket(b[nlmsgHdrLen+nfgenHdrLen:l], m); err != nil {
+					c.Stats.Malformed.Add(1)
+					if m.Malformed {
+						c.Stats.Packets.Add(1)
+						return nil
+					}
 					continue
 				}
 				if c.rpos >= c.rend && m.Payload != nil {

@@ -306,7 +306,7 @@ func (w *worker) handle(m *Msg) {
 	}
 	path, ok := PathForHook(m.Hook)
 	p := &w.pkt
-	if !ok || p.Decode(m.Payload) == packet.BadL3 || p.Version != 4 {
+	if !ok || m.Malformed || p.Decode(m.Payload) == packet.BadL3 || p.Version != 4 {
 		w.st.Undecodable.Add(1)
 		w.q.Verdict(m.ID, w.fail)
 		w.count(w.fail)

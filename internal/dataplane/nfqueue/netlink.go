@@ -148,6 +148,11 @@ type Msg struct {
 	HwAddr  []byte // source link-layer address (NFQA_HWADDR), nil when absent
 	CapLen  uint32 // real packet length when the copy was cut (NFQA_CAP_LEN), else 0
 	SkbInfo uint32
+	// Malformed is set when the message was cut short or an attribute
+	// after NFQA_PACKET_HDR was malformed: ID, HwProto and Hook are valid,
+	// Payload is nil. The kernel holds the packet until it gets a verdict,
+	// so the reader must still give one (the fail verdict).
+	Malformed bool
 
 	payloadOff int // offset of Payload in the parsed attributes
 }
@@ -155,7 +160,9 @@ type Msg struct {
 var errShort = errors.New("nfqueue: truncated netlink message")
 
 // parsePacket fills m from the attributes of one NFQNL_MSG_PACKET (b starts
-// after the nfgenmsg header). It allocates nothing.
+// after the nfgenmsg header). It allocates nothing. On an error after the
+// PACKET_HDR attribute m.Malformed is set, Payload cleared, and the id kept
+// for the verdict.
 func parsePacket(b []byte, m *Msg) error {
 	*m = Msg{Queue: m.Queue}
 	orig := b
@@ -164,13 +171,13 @@ func parsePacket(b []byte, m *Msg) error {
 		l := int(native.Uint16(b))
 		t := native.Uint16(b[2:]) & nlaTypeMask
 		if l < nlaHdrLen || l > len(b) {
-			return errShort
+			return m.malformed(seenHdr)
 		}
 		v := b[nlaHdrLen:l]
 		switch t {
 		case attrPacketHdr:
 			if len(v) < 7 {
-				return errShort
+				return m.malformed(seenHdr)
 			}
 			m.ID = be.Uint32(v)
 			m.HwProto = be.Uint16(v[4:])
@@ -228,9 +235,17 @@ func parsePacket(b []byte, m *Msg) error {
 		b = b[min(align4(l), len(b)):]
 	}
 	if !seenHdr {
-		return errShort
+		return m.malformed(false)
 	}
 	return nil
+}
+
+// malformed ends a parse that failed: with the packet header already read,
+// the message still names a packet that needs a verdict.
+func (m *Msg) malformed(seenHdr bool) error {
+	m.Payload, m.HwAddr = nil, nil
+	m.Malformed = seenHdr
+	return errShort
 }
 
 // sockaddrNetlink is struct sockaddr_nl.
