@@ -106,7 +106,7 @@ func FuzzParsePacket(f *testing.F) {
 				t.Fatalf("payload capacity %d reaches past the attribute (%d)", cap(m.Payload), len(m.Payload))
 			}
 		}
-		if (m.HwAddr != nil && bytes.Index(b, m.HwAddr) < 0) {
+		if len(m.HwAddr) > 8 || (m.HwAddr != nil && bytes.Index(b, m.HwAddr) < 0) {
 			t.Fatalf("hwaddr % x", m.HwAddr)
 		}
 	})

@@ -217,10 +217,8 @@ func parsePacket(b []byte, m *Msg) error {
 			}
 		case attrHwAddr:
 			if len(v) >= 4 {
-				n := int(be.Uint16(v))
-				if n > len(v)-4 {
-					n = len(v) - 4
-				}
+				// struct nfqnl_msg_packet_hw: hw_addrlen, pad, hw_addr[8].
+				n := min(int(be.Uint16(v)), len(v)-4, 8)
 				m.HwAddr = v[4 : 4+n]
 			}
 		case attrCapLen:
