@@ -180,6 +180,9 @@ func Parse(text string) (*Scenario, error) {
 	if len(s.Actions) == 0 {
 		return nil, fmt.Errorf("no \"at\" line: the scenario generates no traffic")
 	}
+	if err := s.checkSize(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -379,11 +382,14 @@ func parseDuration(s string) (time.Duration, error) {
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("bad duration %q", s)
 		}
-		return time.Duration(n * float64(24*time.Hour)), nil
+		return toDuration(n*float64(24*time.Hour), fmt.Sprintf("duration %q", s))
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("bad duration %q (e.g. 0s, 1.5s, 100ms, 2m, 1h)", s)
+	}
+	if d > MaxSpan {
+		return 0, fmt.Errorf("duration %q out of range (0 to %v)", s, MaxSpan)
 	}
 	return d, nil
 }
@@ -409,5 +415,5 @@ func parseRate(s string) (time.Duration, error) {
 	default:
 		return 0, fmt.Errorf("bad rate unit %q (want s, m or h)", unit)
 	}
-	return time.Duration(float64(per) / n), nil
+	return toDuration(float64(per)/n, fmt.Sprintf("rate %q", s))
 }
