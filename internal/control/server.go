@@ -72,7 +72,22 @@ type Config struct {
 	BootNS int64
 	// Logger receives the server's errors; nil = discard.
 	Logger *slog.Logger
+	// ReadTimeout bounds reading one request, headers and body, from its
+	// first byte or from the connection's start; a client that connects
+	// and sends nothing (or stalls in its body) is closed after it.
+	// 0 = 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds running a command and writing its reply, so a
+	// client that never reads a long listing cannot hold the server's
+	// goroutine. 0 = 2 min.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection with no next request
+	// (the CLI sends one request per connection). 0 = 30 s.
+	IdleTimeout time.Duration
 }
+
+// maxHeader bounds a request's header block (the CLI sends ~150 bytes).
+const maxHeader = 16 << 10
 
 // Server is a running control socket. Close stops it.
 type Server struct {
@@ -105,6 +120,15 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.BootNS == 0 {
 		cfg.BootNS = bootNS(cfg.Now())
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
 	ln, err := listenUnix(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -119,7 +143,11 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST "+ExecPath, s.serveExec)
 	s.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, ctxKey{}, peerUID(c))
@@ -233,10 +261,9 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "permission denied: only root and the daemon's user may control uptables", http.StatusForbidden)
 		return
 	}
-	var req Request
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequest))
-	if err := dec.Decode(&req); err != nil {
-		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+	req, status, err := decodeRequest(http.MaxBytesReader(w, r.Body, maxRequest))
+	if err != nil {
+		http.Error(w, err.Error(), status)
 		return
 	}
 	rep := s.Exec(req)
@@ -244,6 +271,33 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewEncoder(w).Encode(&rep); err != nil {
 		s.cfg.Logger.Warn("control reply", "err", err)
 	}
+}
+
+// decodeRequest reads exactly one Request object: a body over maxRequest,
+// malformed JSON, an unknown field (a misspelt "args" would otherwise run
+// the command without its arguments) or data after the object is refused,
+// with the HTTP status to answer.
+func decodeRequest(body io.Reader) (Request, int, error) {
+	var req Request
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the request object")
+			if terr != nil && !errors.Is(terr, io.ErrUnexpectedEOF) {
+				err = terr
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return req, http.StatusOK, nil
+	case errors.As(err, &tooBig):
+		return req, http.StatusRequestEntityTooLarge, fmt.Errorf("bad request: body over %d bytes", tooBig.Limit)
+	}
+	return req, http.StatusBadRequest, fmt.Errorf("bad request: %v", err)
 }
 
 // Commands lists the commands Exec knows, with their usage.
