@@ -42,6 +42,8 @@
 package defrag
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"github.com/uptables/uptables/internal/siphash"
 	"sync"
@@ -88,8 +90,10 @@ type Config struct {
 	// fragments. The kernel has no such limit for IPv4 (memory bounds it);
 	// 0 keeps the kernel's behaviour.
 	MaxFrags int
-	// HashKey keys the queue table hash (SipHash-2-4). Callers pass random
-	// bytes so that a sender cannot choose colliding ids.
+	// HashKey keys the queue table hash (SipHash-2-4) so that a sender
+	// cannot choose ids that collide in one bucket or shard (the kernel
+	// keys its fragment hash with a random seed). All zero = a random key
+	// from crypto/rand; set it for reproducible tests.
 	HashKey [2]uint64
 }
 
@@ -203,6 +207,14 @@ func New(cfg Config) *Defrag {
 		high: int64(cfg.HighThresh), low: int64(cfg.LowThresh),
 		evict: cfg.Evict, timeout: int64(cfg.Timeout), maxDist: cfg.MaxDist,
 		maxFrags: cfg.MaxFrags, k0: cfg.HashKey[0], k1: cfg.HashKey[1],
+	}
+	if d.k0 == 0 && d.k1 == 0 {
+		// Every caller that leaves the key unset (the engine's own
+		// reassembly did) would otherwise hash with the public key 0.
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+		d.k0 = binary.LittleEndian.Uint64(b[:8])
+		d.k1 = binary.LittleEndian.Uint64(b[8:])
 	}
 	if d.high <= 0 {
 		d.high = DefaultHighThresh

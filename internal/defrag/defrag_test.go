@@ -531,3 +531,19 @@ func BenchmarkAdd2FragmentsParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestHashKeyRandomByDefault: a Defrag made without a key (as the engine
+// makes its own) hashes with a fresh random key, never the public zero
+// key, so a sender cannot aim fragment ids at one bucket chain.
+func TestHashKeyRandomByDefault(t *testing.T) {
+	a, b := New(Config{}), New(Config{})
+	if a.k0 == 0 && a.k1 == 0 {
+		t.Fatal("zero hash key")
+	}
+	if a.k0 == b.k0 && a.k1 == b.k1 {
+		t.Fatal("two instances share a hash key")
+	}
+	if c := New(Config{HashKey: [2]uint64{3, 4}}); c.k0 != 3 || c.k1 != 4 {
+		t.Fatalf("given key not kept: %d %d", c.k0, c.k1)
+	}
+}
