@@ -63,7 +63,7 @@ func TestApplyAllocations(t *testing.T) {
 		l.Apply(q)
 	})
 	t.Logf("%s: %.0f allocations per Apply", be[0].name, n)
-	if n > 40 {
-		t.Fatalf("%.0f allocations per Apply, want at most 40", n)
+	if n > 25 {
+		t.Fatalf("%.0f allocations per Apply, want at most 25 (19 on go-redis v9.17)", n)
 	}
 }

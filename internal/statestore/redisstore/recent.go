@@ -47,15 +47,21 @@ end
 // applyScript is one packet's step of spec §4.2 (and the /proc writes "+"
 // and "-"): the same algorithm as statestore's recentList.Apply.
 //
-// KEYS: meta, lru, ent. ARGV: 1 id, 2 op, 3 invert (0/1), 4 TTL the entry
-// must have (0 = any), 5 packet TTL, 6 now (stamp), 7 window (0/1), 8 and
-// 9 the threshold stamp's halves, 10 hitcount, 11 reap (0/1), 12 capacity.
+// KEYS: meta, lru, ent. ARGV[1] is one string (one allocation on the Go
+// side instead of a dozen), fixed-width decimal fields then the entry id:
+//
+//	1 op, 2 invert, 3-5 TTL the entry must have (0 = any), 6-8 packet TTL,
+//	9-28 now (stamp), 29 window, 30-49 threshold (stamp), 50-59 hitcount,
+//	60 reap, 61-67 capacity, 68- entry id
+//
 // Returns 1 (match) or 0.
 var applyScript = redis.NewScript(luaLib + `
 local meta, lru, ent = KEYS[1], KEYS[2], KEYS[3]
-local id, op = ARGV[1], tonumber(ARGV[2])
-local res = ARGV[3] == '1'
-local want, ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local a = ARGV[1]
+local op = tonumber(string.sub(a, 1, 1))
+local res = string.sub(a, 2, 2) == '1'
+local want, ttl, now = tonumber(string.sub(a, 3, 5)), tonumber(string.sub(a, 6, 8)), string.sub(a, 9, 28)
+local id = string.sub(a, 68)
 local function b(x) if x then return 1 end return 0 end
 local function del(k) redis.call('HDEL', ent, k); redis.call('ZREM', lru, k) end
 local function touch(k) redis.call('ZADD', lru, redis.call('HINCRBY', meta, 'seq', 1), k) end
@@ -68,7 +74,7 @@ if v and want ~= 0 then
 end
 if not v then
   if op ~= 1 and op ~= 5 then return b(res) end
-  if redis.call('ZCARD', lru) >= tonumber(ARGV[12]) then
+  if redis.call('ZCARD', lru) >= tonumber(string.sub(a, 61, 67)) then
     local o = redis.call('ZRANGE', lru, 0, 0)[1]
     if o then del(o) end
   end
@@ -82,9 +88,9 @@ elseif op == 4 then
   del(id)
   return b(not res)
 else
-  local win = ARGV[7] == '1'
-  local hi, lo = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local need = tonumber(ARGV[10])
+  local win = string.sub(a, 29, 29) == '1'
+  local hi, lo = tonumber(string.sub(a, 30, 39)), tonumber(string.sub(a, 40, 49))
+  local need = tonumber(string.sub(a, 50, 59))
   local n = tonumber(string.sub(v, 10, 15))
   local hits = 0
   for s = 0, n - 1 do
@@ -94,7 +100,7 @@ else
       if need == 0 or hits >= need then res = not res; break end
     end
   end
-  if win and ARGV[11] == '1' then
+  if win and string.sub(a, 60, 60) == '1' then
     local o = redis.call('ZRANGE', lru, 0, 0)[1]
     if o and not (o == id and op == 3 and res) then
       local ov = v
@@ -221,67 +227,85 @@ func (l *recentList) Require(ring int) bool {
 	return f == 1
 }
 
-// key returns the entry id of a (masked when mask).
-func (l *recentList) key(a netip.Addr, mask bool) string {
-	var buf [48]byte
-	if !mask {
-		return string(a.WithZone("").AppendTo(buf[:0]))
+// stamp is a time in the entries' stamp encoding.
+func stamp(ns int64) uint64 { return uint64(ns) ^ 1<<63 }
+
+// putUint writes u in decimal, zero-padded to fill b.
+func putUint(b []byte, u uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + u%10)
+		u /= 10
 	}
+}
+
+// threshold returns the stamp before which a stamp is outside a --seconds
+// window: Jiffy(s) < nowJ - seconds*HZ exactly when s < (nowJ -
+// seconds*HZ) * JiffyNS, Jiffy being a floor.
+func threshold(nowNS int64, seconds uint32) uint64 {
+	t := statestore.Jiffy(nowNS) - int64(seconds)*statestore.HZ
+	ns := int64(math.MinInt64)
+	if t >= math.MinInt64/statestore.JiffyNS {
+		ns = t * statestore.JiffyNS
+	}
+	return stamp(ns)
+}
+
+// applyArg is applyScript's argument: the fixed fields, then the id.
+const applyFixed = 67
+
+type applyArgs struct {
+	op, want, ttl uint8
+	invert, reap  bool
+	nowNS         int64
+	seconds, hits uint32
+	capacity      int
+}
+
+func (x *applyArgs) encode(buf *[applyFixed + 48]byte, id netip.Addr) string {
+	b := buf[:applyFixed]
+	putUint(b[0:1], uint64(x.op))
+	putUint(b[1:2], uint64(b01(x.invert)))
+	putUint(b[2:5], uint64(x.want))
+	putUint(b[5:8], uint64(x.ttl))
+	putUint(b[8:28], stamp(x.nowNS))
+	var th uint64
+	if x.seconds != 0 {
+		th = threshold(x.nowNS, x.seconds)
+	}
+	putUint(b[28:29], uint64(b01(x.seconds != 0)))
+	putUint(b[29:49], th)
+	putUint(b[49:59], uint64(x.hits))
+	putUint(b[59:60], uint64(b01(x.reap)))
+	putUint(b[60:67], uint64(x.capacity))
+	return string(id.AppendTo(b))
+}
+
+// masked returns a masked with the list's mask.
+func (l *recentList) masked(a netip.Addr) netip.Addr {
 	m := l.mask.Load()
 	if a.Is4() {
 		b := a.As4()
 		for i := range b {
 			b[i] &= m[i]
 		}
-		return string(netip.AddrFrom4(b).AppendTo(buf[:0]))
+		return netip.AddrFrom4(b)
 	}
 	b := a.As16()
 	for i := range b {
 		b[i] &= m[i]
 	}
-	return string(netip.AddrFrom16(b).AppendTo(buf[:0]))
-}
-
-// stamp is a time in the entries' stamp encoding.
-func stamp(ns int64) uint64 { return uint64(ns) ^ 1<<63 }
-
-func stampString(ns int64) string {
-	var buf [stampLen]byte
-	u := stamp(ns)
-	for i := stampLen - 1; i >= 0; i-- {
-		buf[i] = byte('0' + u%10)
-		u /= 10
-	}
-	return string(buf[:])
-}
-
-// threshold returns the two halves of the stamp before which a stamp is
-// outside a --seconds window: Jiffy(s) < nowJ - seconds*HZ exactly when
-// s < (nowJ - seconds*HZ) * JiffyNS, Jiffy being a floor.
-func threshold(nowNS int64, seconds uint32) (hi, lo uint64) {
-	t := statestore.Jiffy(nowNS) - int64(seconds)*statestore.HZ
-	ns := int64(math.MinInt64)
-	if t >= math.MinInt64/statestore.JiffyNS {
-		ns = t * statestore.JiffyNS
-	}
-	u := stamp(ns)
-	return u / 1e10, u % 1e10
+	return netip.AddrFrom16(b)
 }
 
 // Apply implements statestore.RecentList: one EVALSHA.
 func (l *recentList) Apply(q statestore.RecentQuery) (match, hotdrop bool) {
-	want := uint8(0)
+	x := applyArgs{op: uint8(q.Cmd), invert: q.Invert, ttl: q.TTL, nowNS: q.NowNS, seconds: q.Seconds,
+		hits: q.Hits, reap: q.Reap, capacity: l.cap}
 	if q.RTTL {
-		want = q.TTL
+		x.want = q.TTL
 	}
-	var hi, lo uint64
-	win := 0
-	if q.Seconds != 0 {
-		win = 1
-		hi, lo = threshold(q.NowNS, q.Seconds)
-	}
-	v, err := l.s.run(applyScript, l.keys, l.key(q.Addr, true), int(q.Cmd), b01(q.Invert), int(want), int(q.TTL),
-		stampString(q.NowNS), win, hi, lo, int64(q.Hits), b01(q.Reap), l.cap)
+	var buf [applyFixed + 48]byte
+	v, err := l.s.run(applyScript, l.keys, x.encode(&buf, l.masked(q.Addr)))
 	if err != nil {
 		return l.failAnswer(q)
 	}
@@ -420,7 +444,9 @@ func (l *recentList) Command(cmd string, nowNS int64) error {
 	if op == '+' {
 		o = opAdd
 	}
-	_, err = l.s.control(applyScript, l.keys, l.key(a, false), o, 0, 0, 0, stampString(nowNS), 0, 0, 0, 0, 0, l.cap)
+	x := applyArgs{op: uint8(o), nowNS: nowNS, capacity: l.cap}
+	var buf [applyFixed + 48]byte
+	_, err = l.s.control(applyScript, l.keys, x.encode(&buf, a.WithZone("")))
 	return wrap(err)
 }
 
