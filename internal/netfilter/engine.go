@@ -11,6 +11,7 @@ package netfilter
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -467,8 +468,9 @@ func (discard) Log(*xt.Ctx, uint8, []byte) {}
 // namedState implements xt.NamedState for the engine's lifetime, so recent
 // lists and hashlimit tables survive reloads by name, as in the kernel.
 type namedState struct {
-	mu sync.Mutex
-	m  map[string]any
+	mu     sync.Mutex
+	m      map[string]any
+	pinned map[string]bool
 }
 
 // trackedNamed records which named objects a compile asked for.
@@ -485,12 +487,13 @@ func (t *trackedNamed) Shared(kind, name string, create func() (any, error)) (an
 	return v, err
 }
 
-// prune forgets the objects no rule of the new ruleset refers to.
+// prune forgets the objects no rule of the new ruleset refers to, except
+// the pinned ones.
 func (n *namedState) prune(used map[string]bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for k := range n.m {
-		if !used[k] {
+		if !used[k] && !n.pinned[k] {
 			delete(n.m, k)
 		}
 	}
@@ -533,6 +536,26 @@ func (e *Engine) SharedNames(kind string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Pin installs v in the registry of shared named state under kind and name
+// for the engine's lifetime, whatever the rules name: a state store that
+// replaces the in-memory one (match.NamedStoreKind, match.NamedStoreName)
+// is pinned before the first Load. It fails when another object is there.
+func (e *Engine) Pin(kind, name string, v any) error {
+	n := e.named
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := kind + "\x00" + name
+	if old, ok := n.m[k]; ok && old != v {
+		return fmt.Errorf("netfilter: %s %q is already in use (%T)", kind, name, old)
+	}
+	n.m[k] = v
+	if n.pinned == nil {
+		n.pinned = map[string]bool{}
+	}
+	n.pinned[k] = true
+	return nil
 }
 
 // Named returns the engine's registry of shared named state, for

@@ -271,3 +271,28 @@ func TestLoadWithCounters(t *testing.T) {
 		t.Fatalf("Runtimes visited the rule's match %d times", n)
 	}
 }
+
+// TestPinSurvivesReload: a pinned object (a replacement state store) stays
+// in the registry across loads that do not name it; an unpinned one goes.
+func TestPinSurvivesReload(t *testing.T) {
+	e := New(Config{Seed: 1})
+	store := &struct{ x int }{1}
+	if err := e.Pin("statestore", "factory", store); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Pin("statestore", "factory", &struct{ x int }{2}); err == nil {
+		t.Fatal("pinning a second object under the same name must fail")
+	}
+	if _, err := e.Named().Shared("recent", "X", func() (any, error) { return 1, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(filterWith(ruleset.Accept)); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := e.Shared("statestore", "factory"); !ok || v != any(store) {
+		t.Fatalf("pinned store gone after a load: %v %v", v, ok)
+	}
+	if _, ok := e.Shared("recent", "X"); ok {
+		t.Fatal("an unpinned object no rule names must be dropped")
+	}
+}
