@@ -61,3 +61,49 @@ func TestListMetaIsShared(t *testing.T) {
 		})
 	}
 }
+
+// Concurrent packets from several daemons: every step is one script, so no
+// stamp is lost and the capacity holds.
+func TestConcurrentDaemons(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			var lists []statestore.RecentList
+			for i := 0; i < 4; i++ {
+				s := New(newClient(t, be.addr), Options{Prefix: "conc:", Timeout: 5 * time.Second})
+				l, _ := s.NewRecentList(statestore.RecentConfig{Name: "C"})
+				l.Require(256)
+				lists = append(lists, l)
+			}
+			const per = 50
+			done := make(chan struct{})
+			for g, l := range lists {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					for i := 0; i < per; i++ {
+						now := int64(1e18) + int64(g*per+i)*1e6
+						l.Apply(statestore.RecentQuery{Addr: netip.MustParseAddr("192.0.2.1"), TTL: 64, Cmd: statestore.RecentSet, NowNS: now})
+						l.Apply(statestore.RecentQuery{Addr: netip.AddrFrom4([4]byte{10, byte(g), byte(i), 1}), TTL: 64, Cmd: statestore.RecentSet, NowNS: now})
+					}
+				}()
+			}
+			for range lists {
+				<-done
+			}
+			ents := lists[0].Entries(nil)
+			if len(ents) != statestore.RecentListTot {
+				t.Fatalf("%d entries, want the capacity %d", len(ents), statestore.RecentListTot)
+			}
+			for _, e := range ents {
+				if e.Addr == netip.MustParseAddr("192.0.2.1") {
+					if len(e.StampsNS) != len(lists)*per || e.Index != len(lists)*per {
+						t.Fatalf("192.0.2.1: %d stamps, index %d, want %d", len(e.StampsNS), e.Index, len(lists)*per)
+					}
+					return
+				}
+			}
+			// After its last recording each daemon inserts at most one
+			// more address, so it cannot be among the evicted.
+			t.Fatalf("192.0.2.1 evicted: %+v", ents[len(ents)-1])
+		})
+	}
+}
