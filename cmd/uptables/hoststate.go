@@ -11,7 +11,9 @@ import (
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/persist"
+	"github.com/uptables/uptables/internal/statestore/redisstore"
 	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/match"
 )
 
 // hostEngineConfig is the engine configuration of a daemon enforcing on this
@@ -103,4 +105,30 @@ func (s *stateSaver) stop(log *slog.Logger) {
 	if err := s.s.Stop(); err != nil {
 		log.Error("saving state", "err", err)
 	}
+}
+
+// openStateStore connects the engine's stateful matches to a shared store
+// given as --state URL (redis://, rediss://, valkey://, unix://): recent
+// lists then live in Redis/Valkey, shared by every daemon using the same
+// URL. "" keeps the in-memory store. It must run before the first Load.
+// Redis being down at start is logged, not fatal: packets then get the
+// URL's fail mode until it answers.
+func openStateStore(rawURL string, eng *netfilter.Engine, log *slog.Logger) (func(), error) {
+	if rawURL == "" || rawURL == "memory" {
+		return func() {}, nil
+	}
+	st, err := redisstore.Open(rawURL, log)
+	if err != nil {
+		return nil, fmt.Errorf("--state: %w", err)
+	}
+	if err := st.Ping(); err != nil {
+		log.Warn("state store unreachable; recent matches answer by the fail mode until it is back", "url", redisstore.Describe(rawURL), "err", err)
+	} else {
+		log.Info("recent lists shared through", "url", redisstore.Describe(rawURL))
+	}
+	if err := eng.Pin(match.NamedStoreKind, match.NamedStoreName, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return func() { st.Close() }, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/alicebob/miniredis/v2"
 	"io"
 	"net"
 	"os"
@@ -60,5 +61,42 @@ func TestProxyPersistsRecentAcrossRestart(t *testing.T) {
 	// Restarted: the two earlier connections still count.
 	if got := run(2); got != "AD" {
 		t.Fatalf("after a restart: %s, want AD (the list was restored)", got)
+	}
+}
+
+// TestProxiesShareRecentThroughRedis: two proxy daemons with --state
+// redis://... share one recent list: three attempts through the first make
+// the second drop the fourth (seed rule --rcheck --seconds 3600 --hitcount 3).
+func TestProxiesShareRecentThroughRedis(t *testing.T) {
+	mr := miniredis.RunT(t)
+	backend := startEchoBackend(t)
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	if err := os.WriteFile(rules, []byte(`-A INPUT -p tcp --syn -m recent --name SSHPOOL --rcheck --seconds 3600 --hitcount 3 -j DROP
+-A INPUT -p tcp --syn -m recent --name SSHPOOL --set
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := "redis://" + mr.Addr() + "/0?prefix=test:recent:"
+	a := startProxyDaemon(t, "--rules", rules, "--proxy", "tcp:127.0.0.1:0="+backend.Addr().String(), "--state", url)
+	b := startProxyDaemon(t, "--rules", rules, "--proxy", "tcp:127.0.0.1:0="+backend.Addr().String(), "--state", url)
+	try := func(addr string) byte {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1)
+		if _, err := c.Write([]byte("x")); err == nil {
+			if _, err := io.ReadFull(c, buf); err == nil {
+				return 'A'
+			}
+		}
+		return 'D'
+	}
+	got := string([]byte{try(a.addr), try(a.addr), try(a.addr), try(b.addr)})
+	if got != "AAAD" {
+		t.Fatalf("three through A then one through B: %s, want AAAD (B must see A's list)", got)
 	}
 }

@@ -37,6 +37,7 @@ type nfqueueOpts struct {
 	log        string
 	stateDir   string
 	persistDir string
+	state      string
 	maxLen     int
 	rcvBuf     int
 	gso        bool
@@ -85,6 +86,7 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	fs.IntVar(&o.batch, "batch", 64, "most verdicts sent in one batch")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables-nft binary used to install the queueing rules")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	fs.StringVar(&o.state, "state", "", "where recent lists live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed)")
 	fs.StringVar(&o.persistDir, "persist-dir", "/var/lib/uptables", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (off = none)")
 	fs.StringVar(&o.control, "control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default <state-dir>/uptables.sock; off = none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
@@ -124,6 +126,9 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 		}
 		if !set["control"] && f.Control != "" {
 			o.control = f.Control
+		}
+		if !set["state"] && f.State != "" {
+			o.state = f.State
 		}
 		if !set["persist-dir"] && f.PersistDir != "" {
 			o.persistDir = f.PersistDir
@@ -365,6 +370,11 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 	}
 	started := time.Now()
 	eng := netfilter.New(hostEngineConfig(log))
+	closeStore, err := openStateStore(o.state, eng, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeStore()
 	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: o.rules})
 	if err := rules.Load(rs); err != nil {
 		return fail(fmt.Errorf("%s: %w", o.rules, err))

@@ -63,6 +63,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	shutdownTO := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, let open connections finish this long")
 	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
 	ctlPath := fs.String("control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default none)")
+	stateURL := fs.String("state", "", "where recent lists live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed)")
 	persistDir := fs.String("persist-dir", "off", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (default off)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {
@@ -112,6 +113,12 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	// the control socket and the metrics reach the engine.
 	started := time.Now()
 	eng := netfilter.New(hostEngineConfig(log))
+	closeStore, err := openStateStore(*stateURL, eng, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	defer closeStore()
 	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: *rulesFile, Read: readProxyRules})
 	if err := rules.Load(rs); err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %s: %v\n", *rulesFile, err)

@@ -36,6 +36,10 @@ type File struct {
 	Mode     string `toml:"mode"`
 	Log      string `toml:"log"`
 	StateDir string `toml:"state_dir"`
+	// State is where stateful matches keep their state (`--state`):
+	// "" or "memory", or a redis://, rediss://, valkey:// or unix:// URL
+	// that daemons share (recent lists).
+	State string `toml:"state"`
 	// PersistDir keeps recent lists and hashlimit tables across restarts
 	// and reboots (`--persist-dir`; "off" = do not keep them).
 	PersistDir string `toml:"persist_dir"`
