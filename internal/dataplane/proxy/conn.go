@@ -68,7 +68,9 @@ func (g *Gate) Accept(raw net.Conn, ac *AdmitConfig) (*Conn, Outcome, error) {
 		if to <= 0 {
 			to = 5 * time.Second
 		}
-		_ = raw.SetReadDeadline(g.now().Add(to))
+		// A socket deadline is wall-clock time; g.now is the packets'
+		// clock, which may be simulated (demo, tests) and far from it.
+		_ = raw.SetReadDeadline(time.Now().Add(to))
 		h, rest, err := ReadProxyHeader(raw)
 		_ = raw.SetReadDeadline(time.Time{})
 		if err != nil {
