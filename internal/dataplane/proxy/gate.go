@@ -162,6 +162,10 @@ type Stats struct {
 	DatagramsIn     uint64 // datagrams accepted client → local
 	DatagramsOut    uint64 // datagrams accepted local → client
 	DatagramsDrop   uint64 // datagrams refused (either way)
+	// SessionsEvicted counts UDP sessions that never got a reply, ended
+	// to make room for a new client at MaxSessions (conntrack's early drop
+	// of unassured entries).
+	SessionsEvicted uint64
 }
 
 type counters struct {
@@ -170,6 +174,7 @@ type counters struct {
 	upstreamErrors, proxyHeaderErrs, overload                      atomic.Uint64
 	pktIn, pktOut, pktRefused                                      atomic.Uint64
 	dgIn, dgOut, dgDrop                                            atomic.Uint64
+	evicted                                                        atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -182,6 +187,7 @@ func (g *Gate) Stats() Stats {
 		UpstreamErrors: s.upstreamErrors.Load(), ProxyHeaderErrs: s.proxyHeaderErrs.Load(), Overload: s.overload.Load(),
 		PacketsIn: s.pktIn.Load(), PacketsOut: s.pktOut.Load(), PacketsRefused: s.pktRefused.Load(),
 		DatagramsIn: s.dgIn.Load(), DatagramsOut: s.dgOut.Load(), DatagramsDrop: s.dgDrop.Load(),
+		SessionsEvicted: s.evicted.Load(),
 	}
 }
 

@@ -16,7 +16,13 @@ import (
 // upstream is a packet on the OUTPUT path (listening address → client).
 // Each client gets its own upstream socket (so replies find their client),
 // kept until UDPIdleTimeout passes without traffic; sessions are bounded by
-// MaxSessions.
+// MaxSessions. At the bound a new client takes the place of a session that
+// never got a reply (the least recently active of a bounded sample), as
+// conntrack's early drop evicts unassured entries when its table is full:
+// a flood from spoofed sources, which never answer, cannot lock real
+// clients out for the whole idle timeout. When every sampled session has
+// had a reply the new client is refused (Overload), as the kernel drops a
+// packet it finds no entry to evict for.
 //
 // The destination the rules see is the listening address. On a wildcard
 // address (":5353") it is the unspecified address, since the datagram's
@@ -34,7 +40,13 @@ type udpRelay struct {
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*udpSession
 	wg       sync.WaitGroup // session goroutines
+	lastWarn time.Time      // of the session-limit warning, at most one a second
 }
+
+// evictSample bounds the sessions looked at to find one to evict, so a
+// flood at the bound costs O(1) per datagram (the kernel's early drop
+// looks at a few buckets only).
+const evictSample = 64
 
 type udpSession struct {
 	client netip.AddrPort // as the rules see it (unmapped)
@@ -44,6 +56,9 @@ type udpSession struct {
 	ev     Event
 	mu     sync.Mutex
 	last   time.Time
+	// replied is set once the upstream answered (conntrack's
+	// SEEN_REPLY): such a session is never evicted for a new client.
+	replied bool
 }
 
 func (s *Server) newUDP(r Route) (*udpRelay, error) {
@@ -135,9 +150,13 @@ func (u *udpRelay) session(client, raw netip.AddrPort) *udpSession {
 		return ss
 	}
 	g := u.s.g
-	if len(u.sessions) >= u.s.cfg.MaxSessions {
+	if len(u.sessions) >= u.s.cfg.MaxSessions && !u.evictLocked() {
 		g.CountOverload()
-		g.log.Warn("UDP session limit reached", "client", client.String(), "route", u.route.String(), "max", u.s.cfg.MaxSessions)
+		// One warning a second: a flood must not become a log flood.
+		if now.Sub(u.lastWarn) >= time.Second {
+			u.lastWarn = now
+			g.log.Warn("UDP session limit reached", "client", client.String(), "route", u.route.String(), "max", u.s.cfg.MaxSessions)
+		}
 		return nil
 	}
 	conn, err := net.DialUDP("udp", nil, u.up)
@@ -153,13 +172,45 @@ func (u *udpRelay) session(client, raw netip.AddrPort) *udpSession {
 	return ss
 }
 
+// evictLocked ends the least recently active session without a reply
+// among up to evictSample of them (map order is random), and reports
+// whether it found one. u.mu is held. The session's goroutine sees its
+// socket closed and ends.
+func (u *udpRelay) evictLocked() bool {
+	var victim *udpSession
+	var oldest time.Time
+	n := 0
+	for _, ss := range u.sessions {
+		if n++; n > evictSample {
+			break
+		}
+		ss.mu.Lock()
+		replied, last := ss.replied, ss.last
+		ss.mu.Unlock()
+		if !replied && (victim == nil || last.Before(oldest)) {
+			victim, oldest = ss, last
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	delete(u.sessions, victim.client)
+	_ = victim.conn.Close()
+	u.s.g.st.evicted.Add(1)
+	return true
+}
+
 // replies relays the upstream's datagrams back to one client until the
 // session idles out or the relay closes.
 func (u *udpRelay) replies(ss *udpSession) {
 	defer u.wg.Done()
 	defer func() {
 		u.mu.Lock()
-		delete(u.sessions, ss.client)
+		// An evicted session was already replaced, maybe by a new
+		// session of the same client: remove only this one.
+		if u.sessions[ss.client] == ss {
+			delete(u.sessions, ss.client)
+		}
 		u.mu.Unlock()
 		_ = ss.conn.Close()
 	}()
@@ -191,6 +242,7 @@ func (u *udpRelay) replies(ss *udpSession) {
 		}
 		ss.mu.Lock()
 		ss.last = time.Now()
+		ss.replied = true
 		ss.mu.Unlock()
 		start := writeUDP(buf, Headroom, local, ss.client, n)
 		ss.ev = Event{Proto: header.ProtoUDP, Kind: KindDatagram, FromPeer: false, Client: ss.client, Local: local, Len: n}
