@@ -162,3 +162,64 @@ func heapInUse() uint64 {
 }
 
 var _ = io.EOF
+
+// TestHalfOpenConnectionsReaped: clients that half-close and never read,
+// to an upstream that reads everything and never answers nor closes, are
+// all ended by IdleTimeout: no goroutine or connection is left behind.
+func TestHalfOpenConnectionsReaped(t *testing.T) {
+	const clients = 20
+	base := runtime.NumGoroutine()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() { // the silent upstream
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+			go func() { _, _ = io.Copy(io.Discard, c); <-stop }()
+		}
+	}()
+	g := newGate(t, nil, GateConfig{})
+	srv, addr := startProxy(t, g, ln.Addr().String(), func(c *Config) { c.IdleTimeout = 400 * time.Millisecond })
+	var cs []net.Conn
+	for i := 0; i < clients; i++ {
+		c := dial(t, addr)
+		_, _ = c.Write([]byte("request"))
+		_ = c.(*net.TCPConn).CloseWrite()
+		cs = append(cs, c)
+	}
+	for i, c := range cs {
+		start := time.Now()
+		_, err := io.ReadAll(c) // EOF or reset once the proxy gives up
+		if el := time.Since(start); el > 5*time.Second || (err != nil && !isReset(err)) {
+			t.Errorf("client %d: %v after %v", i, err, el)
+		}
+		c.Close()
+	}
+	// The handlers untrack just after the client saw the end.
+	open := -1
+	for end := time.Now().Add(5 * time.Second); open != 0 && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		srv.mu.Lock()
+		open = len(srv.open)
+		srv.mu.Unlock()
+	}
+	if open != 0 {
+		t.Errorf("%d connections still open in the server", open)
+	}
+	_ = srv.Close()
+	ln.Close()
+	<-done
+	close(stop)
+	for _, c := range held {
+		c.Close()
+	}
+	checkGoroutines(t, base)
+}
