@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uptables/uptables/internal/header"
+	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/ruleset"
 )
 
@@ -179,4 +180,24 @@ func TestOversizeFrames(t *testing.T) {
 			t.Errorf("%s: %d frames replayed", c.name, r.Stats().Frames)
 		}
 	}
+}
+
+// FuzzParseFilter: any --trace-filter text parses or gives an error naming
+// the trace filter; what parses matches packets without panicking.
+func FuzzParseFilter(f *testing.F) {
+	for _, s := range []string{"host 10.0.0.1 and port 22", "src 2001:db8::/32 and proto udp", "dst 0.0.0.0/0 and proto 6 and port 0", "and", "port"} {
+		f.Add(s)
+	}
+	var p packet.Packet
+	p.Decode(syn(client, host, 40000, 22, 1))
+	f.Fuzz(func(t *testing.T, s string) {
+		flt, err := ParseFilter(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "trace filter: ") {
+				t.Fatalf("error %q does not name the trace filter", err)
+			}
+			return
+		}
+		flt.Match(&p)
+	})
 }
