@@ -2,16 +2,21 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uptables/uptables/internal/netfilter"
+	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
 // rawRequest sends one HTTP request with body over a fresh connection and
@@ -176,4 +181,55 @@ func TestConcurrentCommands(t *testing.T) {
 	if file := fileText(t, f.file); strings.Count(file, "-A BLOCK -s 10.") != clients*each {
 		t.Errorf("rules file has %d of the %d rules", strings.Count(file, "-A BLOCK -s 10."), clients*each)
 	}
+}
+
+// FuzzDecodeRequest: whatever body a client sends, the decoder answers
+// with a request or a 400/413 error, never a panic.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{`{"command":"status","args":[]}`, `{"command":"iptables","args":["-L"]} x`, `{"argz":1}`, `[`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, status, err := decodeRequest(bytes.NewReader(body))
+		if (err == nil) != (status == 200) || (status != 200 && status != 400 && status != 413) {
+			t.Fatalf("status %d with error %v", status, err)
+		}
+	})
+}
+
+// FuzzExecArgs: the argument parsers of the read-mostly commands (save,
+// recent, conntrack, connlimit, hashlimit, status) with hostile arguments:
+// an exit status and a message, never a panic. (iptables command lines
+// have their own fuzz target in internal/iptables.)
+func FuzzExecArgs(f *testing.F) {
+	for _, s := range []string{"save\x00-c\x00-t\x00nat", "recent\x00SSH\x00+10.0.0.1", "recent\x00-x", "recent\x00SSH\x00/",
+		"conntrack\x00-L\x00-p\x00tcp\x00--dport\x0080", "conntrack\x00-D\x00-s", "conntrack\x00-F", "connlimit", "hashlimit\x00HL", "status\x00-v"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	file := filepath.Join(dir, "rules.v4")
+	if err := os.WriteFile(file, []byte(seedRules), 0o640); err != nil {
+		f.Fatal(err)
+	}
+	eng := netfilter.New(netfilter.Config{Seed: 1})
+	now := func() time.Time { return t0 }
+	rules := NewRules(RulesConfig{Engine: eng, Registry: builtin.Registry(), File: file, Now: now})
+	rs, err := ReadSaveFile(file, builtin.Registry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := rules.Load(rs); err != nil {
+		f.Fatal(err)
+	}
+	srv := &Server{cfg: Config{Rules: rules, Mode: "proxy", Now: now, Started: t0, BootNS: t0.Add(-time.Hour).UnixNano()}}
+	f.Fuzz(func(t *testing.T, s string) {
+		w := strings.Split(s, "\x00")
+		if w[0] == "iptables" {
+			return
+		}
+		rep := srv.Exec(Request{Command: w[0], Args: w[1:]})
+		if rep.Exit != 0 && rep.Stderr == "" {
+			t.Fatalf("%q: exit %d without a message", w, rep.Exit)
+		}
+	})
 }
