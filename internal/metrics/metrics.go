@@ -79,7 +79,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	dRulePkts   = desc("rule_packets_total", "Packets that matched the rule (engine counter, never reset).", "table", "chain", "rule", "text")
+	dRulePkts   = desc("rule_packets_total", "Packets that matched the rule (iptables -Z resets it, as in the kernel).", "table", "chain", "rule", "text")
 	dRuleBytes  = desc("rule_bytes_total", "Bytes of the packets that matched the rule.", "table", "chain", "rule", "text")
 	dPolPkts    = desc("policy_packets_total", "Packets that reached the end of a built-in chain and took its policy.", "table", "chain", "policy")
 	dPolBytes   = desc("policy_bytes_total", "Bytes of the packets that took a built-in chain's policy.", "table", "chain", "policy")
@@ -98,6 +98,7 @@ var (
 	dQPanics    = desc("nfqueue_panics_total", "Recovered panics while handling a packet (fail verdict given).", "queue")
 	dQUndec     = desc("nfqueue_undecodable_total", "Payloads that did not decode (fail verdict given).", "queue")
 	dQOverruns  = desc("nfqueue_overruns_total", "Netlink receive buffer overruns (packets lost to the fail-open/closed verdict).", "queue")
+	dQMalformed = desc("nfqueue_malformed_total", "Kernel messages cut short or with a bad attribute (a malformed packet gets the fail verdict).", "queue")
 	dQReadErr   = desc("nfqueue_read_errors_total", "Queue read errors.", "queue")
 	dQReplies   = desc("nfqueue_replies_total", "REJECT replies sent.", "queue")
 	dQLogs      = desc("nfqueue_logs_total", "LOG lines written.", "queue")
@@ -108,6 +109,7 @@ var (
 	dPOverload  = desc("proxy_overload_total", "Connections or UDP sessions refused at the configured bound.")
 	dPPackets   = desc("proxy_packets_total", "Synthetic packets run through the engine, by direction (refused: verdict not ACCEPT).", "direction")
 	dPDatagrams = desc("proxy_datagrams_total", "UDP datagrams by outcome.", "outcome")
+	dPEvicted   = desc("proxy_udp_sessions_evicted_total", "UDP sessions that never got a reply, evicted at the session bound to make room for a new client.")
 	dLoads      = desc("ruleset_loads_total", "Successful rule-set loads (start, SIGHUP, control commands).")
 	dLoadFail   = desc("ruleset_load_failures_total", "Failed rule-set loads (the running rules stayed).")
 	dLastLoad   = desc("ruleset_last_load_timestamp_seconds", "Unix time of the last successful rule-set load.")
@@ -126,7 +128,7 @@ func NewCollector(cfg Config) *Collector { return &Collector{cfg: cfg} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dRulePkts, dRuleBytes, dPolPkts, dPolBytes, dCtEntries, dCtMax, dCtNew, dCtInvalid,
 		dCtDrop, dCtEarly, dCtInsFail, dCtExpired, dRecent, dHashlimit, dQPackets, dQVerdicts, dQPanics, dQUndec, dQOverruns,
-		dQReadErr, dQReplies, dQLogs, dPConns, dPActive, dPUpstream, dPHeader, dPOverload, dPPackets, dPDatagrams,
+		dQMalformed, dQReadErr, dQReplies, dQLogs, dPConns, dPActive, dPUpstream, dPHeader, dPOverload, dPPackets, dPDatagrams, dPEvicted,
 		dLoads, dLoadFail, dLastLoad, dStart} {
 		ch <- d
 	}
@@ -190,11 +192,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(dQReadErr, q.ReadErrors.Load(), n)
 			counter(dQReplies, q.Replies.Load(), n)
 			counter(dQLogs, q.Logs.Load(), n)
-			var over uint64
+			var over, malformed uint64
 			if cs := q.ConnStats(); cs != nil {
-				over = cs.Overruns.Load()
+				over, malformed = cs.Overruns.Load(), cs.Malformed.Load()
 			}
 			counter(dQOverruns, over, n)
+			counter(dQMalformed, malformed, n)
 		}
 	}
 	if c.cfg.Proxy != nil {
@@ -214,6 +217,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPDatagrams, p.DatagramsIn, "in")
 		counter(dPDatagrams, p.DatagramsOut, "out")
 		counter(dPDatagrams, p.DatagramsDrop, "dropped")
+		counter(dPEvicted, p.SessionsEvicted)
 	}
 	if c.cfg.Loads != nil {
 		ls := c.cfg.Loads()

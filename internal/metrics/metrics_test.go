@@ -79,11 +79,11 @@ func TestCollector(t *testing.T) {
 		Loads:  func() control.LoadStats { return control.LoadStats{Loads: 2, Failures: 1, LastLoad: loaded} },
 		Queues: func() []*nfqueue.QueueStats { return []*nfqueue.QueueStats{q} },
 		Proxy: func() proxy.Stats {
-			return proxy.Stats{ConnsAccepted: 4, ConnsDropped: 1, ConnsCut: 2, UpstreamErrors: 3, ConnsActive: 1}
+			return proxy.Stats{ConnsAccepted: 4, ConnsDropped: 1, ConnsCut: 2, UpstreamErrors: 3, ConnsActive: 1, SessionsEvicted: 5}
 		},
 	})
 	want := `
-# HELP uptables_rule_packets_total Packets that matched the rule (engine counter, never reset).
+# HELP uptables_rule_packets_total Packets that matched the rule (iptables -Z resets it, as in the kernel).
 # TYPE uptables_rule_packets_total counter
 uptables_rule_packets_total{chain="INPUT",rule="1",table="filter",text="-m state --state RELATED,ESTABLISHED -j ACCEPT"} 0
 uptables_rule_packets_total{chain="INPUT",rule="2",table="filter",text="-p tcp -m tcp --dport 22 -m recent --set --name SSH --mask 255.255.255.255 --..."} 2
@@ -127,6 +127,12 @@ uptables_proxy_connections_total{outcome="reset"} 0
 # HELP uptables_proxy_upstream_failures_total Upstream dial or I/O failures.
 # TYPE uptables_proxy_upstream_failures_total counter
 uptables_proxy_upstream_failures_total 3
+# HELP uptables_proxy_udp_sessions_evicted_total UDP sessions that never got a reply, evicted at the session bound to make room for a new client.
+# TYPE uptables_proxy_udp_sessions_evicted_total counter
+uptables_proxy_udp_sessions_evicted_total 5
+# HELP uptables_nfqueue_malformed_total Kernel messages cut short or with a bad attribute (a malformed packet gets the fail verdict).
+# TYPE uptables_nfqueue_malformed_total counter
+uptables_nfqueue_malformed_total{queue="3"} 0
 # HELP uptables_ruleset_loads_total Successful rule-set loads (start, SIGHUP, control commands).
 # TYPE uptables_ruleset_loads_total counter
 uptables_ruleset_loads_total 2
@@ -140,7 +146,7 @@ uptables_ruleset_last_load_timestamp_seconds 1.7776368e+09
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"uptables_rule_packets_total", "uptables_policy_packets_total", "uptables_recent_entries", "uptables_hashlimit_entries",
 		"uptables_conntrack_entries", "uptables_conntrack_new_total", "uptables_nfqueue_verdicts_total", "uptables_nfqueue_panics_total",
-		"uptables_nfqueue_overruns_total", "uptables_proxy_connections_total", "uptables_proxy_upstream_failures_total",
+		"uptables_nfqueue_overruns_total", "uptables_nfqueue_malformed_total", "uptables_proxy_udp_sessions_evicted_total", "uptables_proxy_connections_total", "uptables_proxy_upstream_failures_total",
 		"uptables_ruleset_loads_total", "uptables_ruleset_load_failures_total", "uptables_ruleset_last_load_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
