@@ -272,6 +272,20 @@ func (p *parser) addCommand(c Cmd, others Cmd) error {
 	return nil
 }
 
+// ruleNumberArg takes the optional rule number that follows -D, -R, -I,
+// -L, -S and -Z as a separate word (ok is false when there is none).
+func (p *parser) ruleNumberArg() (n int, ok bool, err error) {
+	if !p.g.hasArg() {
+		return 0, false, nil
+	}
+	n, err = parseRuleNumber(p.g.args[p.g.optind])
+	if err != nil {
+		return 0, false, err
+	}
+	p.g.optind++
+	return n, true, nil
+}
+
 func parseRuleNumber(s string) (int, error) {
 	v, ok := xt.ParseUint(s, 1, 1<<31-1)
 	if !ok {
@@ -589,12 +603,9 @@ func (p *parser) command(c byte, r gotResult) error {
 			return err
 		}
 		cmd.Chain = r.arg
-		if p.g.hasArg() {
-			n, err := parseRuleNumber(p.g.args[p.g.optind])
-			if err != nil {
-				return err
-			}
-			p.g.optind++
+		if n, ok, err := p.ruleNumberArg(); err != nil {
+			return err
+		} else if ok {
 			cmd.RuleNum = n
 			cmd.Cmd = cmd.Cmd&^CmdDelete | CmdDeleteNum
 		}
@@ -603,14 +614,13 @@ func (p *parser) command(c byte, r gotResult) error {
 			return err
 		}
 		cmd.Chain = r.arg
-		if !p.g.hasArg() {
-			return paramf("-R requires a rule number")
-		}
-		n, err := parseRuleNumber(p.g.args[p.g.optind])
+		n, ok, err := p.ruleNumberArg()
 		if err != nil {
 			return err
 		}
-		p.g.optind++
+		if !ok {
+			return paramf("-R requires a rule number")
+		}
 		cmd.RuleNum = n
 	case 'I':
 		if err := p.addCommand(CmdInsert, CmdNone); err != nil {
@@ -618,12 +628,9 @@ func (p *parser) command(c byte, r gotResult) error {
 		}
 		cmd.Chain = r.arg
 		cmd.RuleNum = 1
-		if p.g.hasArg() {
-			n, err := parseRuleNumber(p.g.args[p.g.optind])
-			if err != nil {
-				return err
-			}
-			p.g.optind++
+		if n, ok, err := p.ruleNumberArg(); err != nil {
+			return err
+		} else if ok {
 			cmd.RuleNum = n
 		}
 	case 'L', 'S':
@@ -640,12 +647,9 @@ func (p *parser) command(c byte, r gotResult) error {
 			cmd.Chain = p.g.args[p.g.optind]
 			p.g.optind++
 		}
-		if p.g.hasArg() {
-			n, err := parseRuleNumber(p.g.args[p.g.optind])
-			if err != nil {
-				return err
-			}
-			p.g.optind++
+		if n, ok, err := p.ruleNumberArg(); err != nil {
+			return err
+		} else if ok {
 			cmd.RuleNum = n
 		}
 	case 'F':
@@ -658,12 +662,9 @@ func (p *parser) command(c byte, r gotResult) error {
 			return err
 		}
 		p.optChain(r)
-		if p.g.hasArg() {
-			n, err := parseRuleNumber(p.g.args[p.g.optind])
-			if err != nil {
-				return err
-			}
-			p.g.optind++
+		if n, ok, err := p.ruleNumberArg(); err != nil {
+			return err
+		} else if ok {
 			cmd.RuleNum = n
 			cmd.Cmd = cmd.Cmd&^CmdZero | CmdZeroNum
 		}
