@@ -352,3 +352,22 @@ func psPortName(p uint16, proto string, numeric bool) string {
 func psUnknownOpt(opt string) error {
 	return xt.Errorf("unknown option \"--%s\"", opt)
 }
+
+// nativePorts compares the ports the way iptables-nft's native tcp/udp
+// payload expressions do: a full range emits no test; a port whose bytes
+// are missing from l4 makes the rule not match, "!" included.
+func nativePorts(l4 []byte, src PortRange, invSrc bool, dst PortRange, invDst bool) bool {
+	if !src.Full() {
+		v, ok := rtBE16(l4, 0)
+		if !ok || src.Contains(v) == invSrc {
+			return false
+		}
+	}
+	if !dst.Full() {
+		v, ok := rtBE16(l4, 2)
+		if !ok || dst.Contains(v) == invDst {
+			return false
+		}
+	}
+	return true
+}

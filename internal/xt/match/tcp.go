@@ -423,17 +423,8 @@ func (m *TCP) Matches(c *xt.Ctx) bool {
 		if !ok {
 			return false
 		}
-		if !m.SrcPorts.Full() {
-			v, ok := rtBE16(l4, 0)
-			if !ok || m.SrcPorts.Contains(v) == m.InvSrc {
-				return false
-			}
-		}
-		if !m.DstPorts.Full() {
-			v, ok := rtBE16(l4, 2)
-			if !ok || m.DstPorts.Contains(v) == m.InvDst {
-				return false
-			}
+		if !nativePorts(l4, m.SrcPorts, m.InvSrc, m.DstPorts, m.InvDst) {
+			return false
 		}
 		if m.FlagMask != 0 {
 			if len(l4) < 14 || (l4[13]&m.FlagMask == m.FlagComp) == m.InvFlags {

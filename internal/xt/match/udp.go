@@ -141,17 +141,5 @@ func (m *UDP) Matches(c *xt.Ctx) bool {
 	if !ok {
 		return false
 	}
-	if !m.SrcPorts.Full() {
-		v, ok := rtBE16(l4, 0)
-		if !ok || m.SrcPorts.Contains(v) == m.InvSrc {
-			return false
-		}
-	}
-	if !m.DstPorts.Full() {
-		v, ok := rtBE16(l4, 2)
-		if !ok || m.DstPorts.Contains(v) == m.InvDst {
-			return false
-		}
-	}
-	return true
+	return nativePorts(l4, m.SrcPorts, m.InvSrc, m.DstPorts, m.InvDst)
 }
