@@ -27,6 +27,9 @@ type ctFilter struct {
 	given                                []string // long names of the filter options, for -C/-F errors
 }
 
+// ctCommands are conntrack's commands that uptables runs on the daemon.
+var ctCommands = map[string]byte{"-L": 'L', "--dump": 'L', "-D": 'D', "--delete": 'D', "-F": 'F', "--flush": 'F', "-C": 'C', "--count": 'C'}
+
 func (f *ctFilter) match(e *conntrack.Entry) bool {
 	o, r := &e.Orig, &e.Reply
 	switch {
@@ -156,24 +159,8 @@ func parseConntrack(args []string) (byte, *ctFilter, string) {
 		if !strings.HasPrefix(a, "--") {
 			name, hasVal = a, false
 		}
-		switch name {
-		case "-L", "--dump":
-			if e := setCmd('L'); e != "" {
-				return 0, nil, e
-			}
-			continue
-		case "-D", "--delete":
-			if e := setCmd('D'); e != "" {
-				return 0, nil, e
-			}
-			continue
-		case "-F", "--flush":
-			if e := setCmd('F'); e != "" {
-				return 0, nil, e
-			}
-			continue
-		case "-C", "--count":
-			if e := setCmd('C'); e != "" {
+		if c, ok := ctCommands[name]; ok {
+			if e := setCmd(c); e != "" {
 				return 0, nil, e
 			}
 			continue
