@@ -222,6 +222,14 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 		if len(cmd.NewName) >= 29 {
 			return paramf("chain name `" + cmd.NewName + "' too long (must be under 29 chars)")
 		}
+		if hasCSpace(cmd.NewName) || cmd.NewName == "" {
+			// iptables 1.8.9 renames to such a name, and its own
+			// iptables-save output then no longer restores; uptables keeps
+			// every rule set it holds restorable (documented difference).
+			e := paramf("Invalid chain name `" + cmd.NewName + "'")
+			e.Hint = "iptables 1.8.9 accepts this rename, but the saved rule set could not be restored; uptables refuses names that -N refuses"
+			return e
+		}
 		old := ch.Name
 		ch.Name = cmd.NewName
 		for _, x := range t.Chains {

@@ -672,14 +672,21 @@ func (p *parser) command(c byte, r gotResult) error {
 		if err := p.addCommand(CmdNewChain, CmdNone); err != nil {
 			return err
 		}
+		if len(r.arg) >= 29 {
+			return paramf("chain name `" + r.arg + "' too long (must be under 29 chars)")
+		}
 		if r.arg != "" && (r.arg[0] == '-' || r.arg[0] == '!') {
 			return paramf("chain name not allowed to start with `" + r.arg[:1] + "'")
 		}
-		if _, std := ruleset.IsStandardTarget(r.arg); std {
+		// iptables finds the empty name among the standard targets too.
+		if _, std := ruleset.IsStandardTarget(r.arg); std || r.arg == "" {
 			return paramf("chain name may not clash with target name")
 		}
 		if _, ok := p.reg.Target(r.arg); ok {
 			return paramf("chain name may not clash with target name")
+		}
+		if hasCSpace(r.arg) {
+			return paramf("Invalid chain name `" + r.arg + "'")
 		}
 		cmd.Chain = r.arg
 	case 'X':
@@ -763,7 +770,29 @@ func (p *parser) loadMatch(name string) error {
 	return nil
 }
 
+// checkTargetName applies iptables' checks on the word after -j or -g
+// before it looks the name up (measured with 1.8.9, -j and -g alike).
+func checkTargetName(name string) error {
+	switch {
+	case name == "":
+		return paramf("Invalid target name (too short)")
+	case len(name) >= 29:
+		return paramf("Invalid target name `" + name + "' (28 chars max)")
+	case hasCSpace(name):
+		return paramf("Invalid target name `" + name + "'")
+	}
+	return nil
+}
+
+// hasCSpace reports whether s holds a character C's isspace accepts:
+// iptables refuses such target and chain names (a CR from a CRLF file
+// included).
+func hasCSpace(s string) bool { return strings.ContainsAny(s, " \t\n\v\f\r") }
+
 func (p *parser) jump(name string, isGoto bool) (loaded bool, err error) {
+	if err := checkTargetName(name); err != nil {
+		return false, err
+	}
 	if isGoto {
 		p.kind = ruleset.TargetGoto
 		p.jumpTo = name

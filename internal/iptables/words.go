@@ -9,7 +9,8 @@ import (
 // command without expansions: blanks separate words; '...' is literal;
 // "..." keeps everything but lets \ escape $ ` " \ and newline; outside
 // quotes \ escapes any character. Used for command lines given as one
-// string (tests, the conformance corpus, `eval`-style input).
+// string (tests, the conformance corpus, `eval`-style input). Bash's
+// $'...' quoting is understood too, for control characters.
 func SplitShell(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
@@ -31,6 +32,13 @@ func SplitShell(s string) ([]string, error) {
 					cur.WriteByte(s[i])
 				}
 			}
+		case c == '$' && i+1 < len(s) && s[i+1] == '\'':
+			inWord = true
+			n, err := ansiCQuote(s[i+2:], &cur)
+			if err != nil {
+				return nil, err
+			}
+			i += 1 + n
 		case c == '\'':
 			inWord = true
 			j := strings.IndexByte(s[i+1:], '\'')
@@ -64,6 +72,63 @@ func SplitShell(s string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	return words, nil
+}
+
+// ansiCQuote decodes the body of a bash $'...' word (s starts after the
+// opening quote) into cur and returns how many bytes it used, the closing
+// quote included: \a \b \e \f \n \r \t \v \\ \' \" \xHH and \NNN
+// (octal), the forms rules need to carry control characters.
+func ansiCQuote(s string, cur *strings.Builder) (int, error) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\'' {
+			return i + 1, nil
+		}
+		if c != '\\' || i+1 >= len(s) {
+			cur.WriteByte(c)
+			continue
+		}
+		i++
+		if b := strings.IndexByte(`abefnrtv\'"`, s[i]); b >= 0 {
+			cur.WriteByte("\a\b\x1b\f\n\r\t\v\\'\""[b])
+			continue
+		}
+		base, max := 0, 0
+		switch {
+		case s[i] == 'x':
+			base, max = 16, 2
+			i++
+		case s[i] >= '0' && s[i] <= '7':
+			base, max = 8, 3
+		default: // unknown escapes stay as written
+			cur.WriteByte('\\')
+			cur.WriteByte(s[i])
+			continue
+		}
+		v, n := 0, 0
+		for ; n < max && i+n < len(s); n++ {
+			d := strings.IndexByte("0123456789abcdef"[:base], lower(s[i+n]))
+			if d < 0 {
+				break
+			}
+			v = v*base + d
+		}
+		if n == 0 {
+			cur.WriteString(`\x`)
+			i--
+			continue
+		}
+		cur.WriteByte(byte(v))
+		i += n - 1
+	}
+	return 0, errors.New("unterminated $' quote")
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // SplitRestore splits an iptables-restore rule line into words with
@@ -144,4 +209,7 @@ func splitRestore(s string, words []string) (_ []string, unterminated bool) {
 	return words, false
 }
 
-func isRestoreBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+// isRestoreBlank reports iptables-restore's word separators: blank, tab
+// and newline only. A carriage return is part of the word (measured), so
+// a CRLF file fails as it does with iptables-restore.
+func isRestoreBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
