@@ -92,6 +92,7 @@ type rule struct {
 	src      *ruleset.Rule
 	chainIdx int
 	index    int // 1-based position in its chain, as --line-numbers
+	run      int // 1 + index in chain.runs of the address run starting here; 0 = none
 }
 
 // chain is a compiled chain.
@@ -101,6 +102,7 @@ type chain struct {
 	policy  ruleset.Verdict
 	pol     *counter
 	rules   []rule
+	runs    []addrRun // blocklist-shaped runs of rules, see addrrun.go
 }
 
 // table is a compiled table: its chains and which chain each hook enters.
@@ -218,6 +220,9 @@ func compile(rs *ruleset.Ruleset, prev *compiled, named xt.NamedState, rnd func(
 				if r.Kind == ruleset.TargetExt && ctTargets[r.TSpec.Name] {
 					c.conntrack = true
 				}
+			}
+			if !cfg.NoAddrRuns {
+				findAddrRuns(cc)
 			}
 		}
 		c.tables[ti] = ct

@@ -55,6 +55,10 @@ type Config struct {
 	// GCBudget is how many conntrack hash-chain nodes a worker scans every
 	// 64 packets to reap expired entries (0 = 256).
 	GCBudget int
+	// NoAddrRuns turns off the address-run lookup (addrrun.go) so every
+	// rule is walked one by one, as the kernel does; results are the same
+	// either way, this exists to compare the two.
+	NoAddrRuns bool
 }
 
 // Engine is the packet path. It is safe for concurrent use: each goroutine

@@ -145,6 +145,14 @@ func (w *Worker) runTable(t *table, hook xt.Hook) xt.Verdict {
 		}
 		r := &ch.rules[idx]
 		tr := w.tracer
+		if r.run > 0 && tr == nil {
+			// A blocklist-shaped run: go straight to its first matching
+			// rule (or past the run), which then runs as usual.
+			if next := ch.runs[r.run-1].next(p); next != idx {
+				idx = next
+				continue
+			}
+		}
 		if tr != nil {
 			tr.Rule(c, t.name, ch.name, r.index, r.src)
 		}
