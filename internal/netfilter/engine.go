@@ -187,6 +187,8 @@ type Worker struct {
 	traceID     uint32
 	tracedChain bool
 	traceBuf    []byte
+	// noQueue: no program listens on any NFQUEUE queue (SetNoQueueListener).
+	noQueue bool
 }
 
 // NewWorker returns a worker whose targets emit into out.
@@ -202,6 +204,30 @@ func (e *Engine) NewWorker(out xt.Emitter) *Worker {
 	r.ctx.CPU = w.ctx.CPU
 	w.reply = r
 	return w
+}
+
+// SetNoQueueListener tells the worker whether its data plane has no
+// consumer for NFQUEUE verdicts: the proxy, replay and the Go library hand
+// no packet to any queue, so for them an NFQUEUE rule behaves as the
+// kernel's nf_queue does when nothing is bound to the queue (spec §10.2,
+// measured on 6.18 with --queue-num 7 and no listener):
+//
+//   - with --queue-bypass the queue verdict becomes ACCEPT for the table
+//     that queued: the rest of its chain, and of the chains that jumped to
+//     it, is skipped, and the packet goes on with the next table and the
+//     next hooks, conntrack confirm included (a bypassed first datagram
+//     leaves a confirmed entry) - not with the next rule;
+//   - without it the packet is dropped: traversal stops and Process returns
+//     VerdictQueue with Result.Queue, which such a data plane treats as a
+//     drop.
+//
+// The default (false) is the NFQUEUE data plane's: VerdictQueue always ends
+// traversal and the data plane passes the queue verdict to the kernel,
+// which knows whether that queue has a listener. The setting covers the
+// worker's REJECT replies too.
+func (w *Worker) SetNoQueueListener(on bool) {
+	w.noQueue = on
+	w.reply.noQueue = on
 }
 
 // TrustL4Checksums tells targets that the data plane vouches for the L4
@@ -388,6 +414,9 @@ hooks:
 			}
 			if v == xt.VerdictAccept {
 				continue
+			}
+			if v == xt.VerdictQueue && w.noQueue && x.Queue.Bypass {
+				continue // no listener, --queue-bypass: accepted by this table
 			}
 			res.Verdict = v
 			if v == xt.VerdictQueue {

@@ -21,6 +21,13 @@
 // and let TCP retransmit until a later copy passed or the connection timed
 // out.
 //
+// NFQUEUE. No program consumes queues here, so an NFQUEUE rule acts as in
+// a kernel with nothing bound to the queue (netfilter.Worker
+// SetNoQueueListener): with --queue-bypass the table that queued accepts
+// and the packet goes on through the later tables and hooks, whose rules
+// still decide (and conntrack confirms it); without it the packet is
+// dropped.
+//
 // What differs from packet-level enforcement, unavoidably: the local
 // kernel has completed the handshake before any rule runs, so a client
 // never sees a SYN go unanswered (connect(2) succeeds, then EOF or

@@ -267,6 +267,7 @@ type runner struct {
 func (g *Gate) newRunner() *runner {
 	r := &runner{g: g}
 	r.w = g.cfg.Engine.NewWorker(r)
+	r.w.SetNoQueueListener(true) // nothing consumes NFQUEUE here
 	return r
 }
 
@@ -321,11 +322,10 @@ func (r *runner) run(path netfilter.Path, data []byte, ev *Event) Outcome {
 	switch res.Verdict {
 	case xt.VerdictAccept:
 	case xt.VerdictQueue:
-		// Nobody listens on a queue here: the kernel drops, unless
-		// --queue-bypass lets the packet through.
-		if !res.Queue.Bypass {
-			o = Dropped
-		}
+		// Nobody listens on a queue here. With --queue-bypass the engine
+		// already went on with the next table and hook, as the kernel does;
+		// what comes back queued had no bypass: the kernel drops it.
+		o = Dropped
 	default:
 		switch r.reply {
 		case replyRST:

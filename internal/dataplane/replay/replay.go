@@ -16,6 +16,13 @@
 // of each such reply; those copies are recognised against a small bounded
 // set of recently emitted replies and skipped, so no reply is counted twice.
 //
+// NFQUEUE rules are replayed as on a host where no program is bound to the
+// queue (the capture cannot say what a listener would have decided): with
+// --queue-bypass the table that queued accepts and the packet goes on
+// through the later tables and hooks, as the kernel does (spec §10.2);
+// without it the packet is dropped there and counted in Stats.Queued
+// (result VerdictQueue).
+//
 // In steady state a frame costs no allocation beyond what gopacket's reader
 // does (its ZeroCopy readers allocate nothing for Ethernet captures).
 package replay
@@ -115,7 +122,7 @@ type Stats struct {
 	Skipped   [numSkips]uint64 // frames not run, by reason (index Skip)
 	Accepted  uint64           // verdicts of captured packets
 	Dropped   uint64
-	Queued    uint64
+	Queued    uint64 // NFQUEUE without --queue-bypass: dropped, no listener
 	// Reassembly counts fragments the engine kept for reassembly (or
 	// refused): the reassembled datagram is what the chains see.
 	Reassembly uint64
@@ -175,6 +182,7 @@ func New(eng *netfilter.Engine, cfg Config) *Replayer {
 		r.log = bufio.NewWriterSize(cfg.Log, 64<<10)
 	}
 	r.w = eng.NewWorker(r)
+	r.w.SetNoQueueListener(true)
 	if cfg.Observer != nil || cfg.Trace != nil {
 		r.tr = newTracer(eng, cfg.Trace)
 		r.w.SetTracer(r.tr)

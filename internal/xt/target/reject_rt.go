@@ -248,6 +248,13 @@ func (r *rejectRT) Do(c *xt.Ctx) xt.Verdict {
 			return xt.VerdictDrop
 		}
 		if n := p.WriteTCPReset(c.Scratch[:], replyTTL); n > 0 {
+			// nf_send_reset switches the offending packet's connection to
+			// CLOSE once the RST is built, before the RST crosses OUTPUT
+			// (so even when an OUTPUT rule drops it): connlimit stops
+			// counting it at once (spec §8.3, measured on 6.18).
+			if c.Conntrack != nil {
+				c.Conntrack.SetClosing(c.CT.Conn, p.TimeNS)
+			}
 			c.Out.Reply(c, c.Scratch[:n])
 		}
 		return xt.VerdictDrop
