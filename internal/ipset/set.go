@@ -111,8 +111,8 @@ type Key struct {
 type entry struct {
 	key     Key
 	nomatch bool
-	used    bool    // slot in use
-	expires int64   // ns since the epoch; 0 = never
+	used    bool  // slot in use
+	expires int64 // ns since the epoch; 0 = never
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	comment string
@@ -301,9 +301,9 @@ type Packet struct {
 type Result uint8
 
 const (
-	NoMatch Result = iota // nothing found
-	Match                 // an entry matched
-	NoMatchEntry          // the most specific entry found is a nomatch entry
+	NoMatch      Result = iota // nothing found
+	Match                      // an entry matched
+	NoMatchEntry               // the most specific entry found is a nomatch entry
 )
 
 // Probe builds the key a packet presents for the set's dimensions; src[i]
