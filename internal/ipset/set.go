@@ -285,6 +285,9 @@ func (s *Set) Len(now int64) int {
 	return n
 }
 
+// MaxDim is the most src/dst flags a rule may give (IPSET_DIM_MAX).
+const MaxDim = 6
+
 // Packet is what a lookup needs of a packet: the addresses and ports (ICMP
 // type<<8|code) of both ends and the protocol. PortOK false means the
 // packet carries no usable port (a non-first fragment, a protocol without
@@ -308,7 +311,7 @@ const (
 
 // Probe builds the key a packet presents for the set's dimensions; src[i]
 // chooses the source side for dimension i.
-func (s *Set) probe(p *Packet, src [2]bool) (Key, bool) {
+func (s *Set) probe(p *Packet, src *[MaxDim]bool) (Key, bool) {
 	var k Key
 	pick := func(i int) uint32 {
 		if src[i] {
@@ -357,7 +360,7 @@ func portProto(p uint8) bool { return p == 6 || p == 17 || p == 132 || p == 136 
 // updates the matched entry's counters when count is true and the set has
 // counters. It returns the entry's counters (after the update) for
 // --packets-*/--bytes-*. It allocates nothing.
-func (s *Set) Lookup(p *Packet, src [2]bool, now int64, count bool) (r Result, packets, bytes uint64) {
+func (s *Set) Lookup(p *Packet, src *[MaxDim]bool, now int64, count bool) (r Result, packets, bytes uint64) {
 	k, ok := s.probe(p, src)
 	if !ok {
 		return NoMatch, 0, 0
@@ -602,3 +605,42 @@ func (s *Set) MemSize() int {
 }
 
 const entrySize = 64
+
+// keyFor is the key a packet adds or deletes (the SET target): the net
+// types take the set's most specific prefix length present, /32 when the
+// set is empty, as the kernel's kadt does. Caller holds a lock.
+func (s *Set) keyFor(p *Packet, src *[MaxDim]bool) (Key, bool) {
+	k, ok := s.probe(p, src)
+	if ok && s.typ.hasNet() {
+		c := uint8(32)
+		if len(s.cidrs) > 0 {
+			c = s.cidrs[0]
+		}
+		k.Addr, k.CIDR = k.Addr&maskOf(c), c
+	}
+	return k, ok
+}
+
+// AddPacket adds the packet's element (-j SET --add-set). exist refreshes
+// an existing entry's timeout (--exist); timeout is used when hasTimeout,
+// else the set's default. A full set or an existing entry without exist
+// are ignored silently, as by the kernel's target.
+func (s *Set) AddPacket(p *Packet, src *[MaxDim]bool, now int64, timeout uint32, hasTimeout, exist bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keyFor(p, src)
+	if !ok {
+		return
+	}
+	f := AddFlags{Exist: exist, Timeout: timeout, HasTimeout: hasTimeout && s.opts.HasTimeout}
+	_ = s.add(k, &f, now)
+}
+
+// DelPacket deletes the packet's element (-j SET --del-set).
+func (s *Set) DelPacket(p *Packet, src *[MaxDim]bool, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keyFor(p, src); ok {
+		_ = s.del(k, now, true)
+	}
+}
