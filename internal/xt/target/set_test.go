@@ -9,7 +9,6 @@ import (
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
 	"github.com/uptables/uptables/internal/xt"
-	"github.com/uptables/uptables/internal/xt/match"
 )
 
 type setNamed struct{ v any }
