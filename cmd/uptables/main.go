@@ -35,6 +35,7 @@ func subcommands() map[string]subcommand {
 		"run":       {runDispatch, "enforce a rule file: host firewall through NFQUEUE (--nfqueue, root) or TCP/UDP proxy (--proxy)"},
 		"replay":    {runReplay, "run pcap/pcapng captures through a ruleset (counters, LOG, trace, jsonl)"},
 		"gen":       {runGen, "write a capture from a traffic scenario file"},
+		"ipset":     {runIpset, "ipset 7.17 on a sets file: create/add/del/test/list/save/restore/swap/rename/flush/destroy (--sets FILE)"},
 		"demo":      {runDemo, "no privileges needed: a loopback backend, the proxy with connlimit/recent/limit rules, simulated clients, the trace and counters"},
 		"recent":    {ctlSubcommand("recent"), "a running daemon's recent lists: list (blocked until), +ADDR, -ADDR, / (--control PATH)"},
 		"conntrack": {ctlSubcommand("conntrack"), "a running daemon's connection table: -L, -D, -F, -C with conntrack filters (--control PATH)"},

@@ -51,6 +51,8 @@ options:
                         owner of locally generated packets that a process's
                         socket sent (LOG --log-uid, -m owner); a capture does
                         not record it (default: no owner)
+  --ipsets FILE         ipsets in ` + "`ipset save`" + ` format for -m set and -j SET
+                        (uptables ipset --sets FILE writes one)
 `
 
 // prefixList is a repeatable --local flag.
@@ -105,6 +107,7 @@ func runReplay(e *env, args []string) int {
 	traceFilter := fs.String("trace-filter", "", "")
 	seed := fs.Uint64("seed", 1, "")
 	owner := fs.String("local-owner", "", "")
+	ipsetsFile := fs.String("ipsets", "", "")
 	captures, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,11 +151,18 @@ func runReplay(e *env, args []string) int {
 		}
 	}
 
-	rs, err := loadRules(*rules)
+	sets, err := loadIpsets(*ipsetsFile)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	rs, err := loadRules(*rules, builtin.RegistryWithSets(sets))
 	if err != nil {
 		return fail(1, "%v", err)
 	}
 	eng := netfilter.New(netfilter.Config{Seed: *seed, RuleText: iptables.RuleText})
+	if err := builtin.PinSets(eng, sets); err != nil {
+		return fail(1, "%v", err)
+	}
 	if err := eng.Load(rs); err != nil {
 		return fail(1, "%s: %v", *rules, err)
 	}
@@ -267,13 +277,13 @@ func writeSummary(w io.Writer, st replay.Stats) {
 }
 
 // loadRules reads an iptables-save file into a fresh ruleset.
-func loadRules(path string) (*ruleset.Ruleset, error) {
+func loadRules(path string, reg *xt.Registry) (*ruleset.Ruleset, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), f, iptables.RestoreOptions{Counters: true})
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), reg, f, iptables.RestoreOptions{Counters: true})
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {

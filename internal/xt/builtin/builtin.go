@@ -2,6 +2,7 @@
 package builtin
 
 import (
+	"github.com/uptables/uptables/internal/ipset"
 	"github.com/uptables/uptables/internal/xt"
 	"github.com/uptables/uptables/internal/xt/match"
 	"github.com/uptables/uptables/internal/xt/target"
@@ -13,4 +14,29 @@ func Registry() *xt.Registry {
 	match.Register(r)
 	target.Register(r)
 	return r
+}
+
+// RegistryWithSets returns a registry whose -m set and -j SET know the sets
+// of sets (iptables checks that a set exists when it parses a rule). The
+// engine that runs the rules must have the same *ipset.Sets pinned under
+// match.NamedSetsKind/NamedSetsName (see PinSets).
+func RegistryWithSets(sets *ipset.Sets) *xt.Registry {
+	r := xt.NewRegistry()
+	var lookup match.SetLookup
+	if sets != nil {
+		lookup = sets.Exists
+	}
+	match.RegisterWithSets(r, lookup)
+	target.RegisterWithSets(r, lookup)
+	return r
+}
+
+// Pinner is what PinSets needs of an engine (netfilter.Engine.Pin).
+type Pinner interface {
+	Pin(kind, name string, v any) error
+}
+
+// PinSets makes sets the engine's ipsets for -m set and -j SET.
+func PinSets(e Pinner, sets *ipset.Sets) error {
+	return e.Pin(match.NamedSetsKind, match.NamedSetsName, sets)
 }

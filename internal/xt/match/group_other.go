@@ -7,10 +7,9 @@ import "github.com/uptables/uptables/internal/xt"
 // owner, quota, u32, helper, cpu, physdev, socket, devgroup).
 //
 // owner resolves user and group names through the host's /etc/passwd and
-// /etc/group only (see owner.go); set has no ipset to look into, so every
-// --match-set fails as for a missing set.
-func registerOthers(r *xt.Registry) {
-	for _, s := range otherSpecs(NewIDFiles(), nil) {
+// /etc/group only (see owner.go); set looks names up with sets.
+func registerOthers(r *xt.Registry, sets SetLookup) {
+	for _, s := range otherSpecs(NewIDFiles(), sets) {
 		r.RegisterMatch(s)
 	}
 }

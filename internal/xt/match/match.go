@@ -5,8 +5,13 @@ package match
 
 import "github.com/uptables/uptables/internal/xt"
 
-// Register adds every match extension to r.
-func Register(r *xt.Registry) {
+// Register adds every match extension to r; -m set sees no ipset.
+func Register(r *xt.Registry) { RegisterWithSets(r, nil) }
+
+// RegisterWithSets adds every match extension to r; -m set checks set
+// names with sets (nil: no set exists, iptables' answer on a host without
+// ipsets).
+func RegisterWithSets(r *xt.Registry, sets SetLookup) {
 	registerProtoAndState(r)
-	registerOthers(r)
+	registerOthers(r, sets)
 }

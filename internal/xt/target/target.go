@@ -3,9 +3,17 @@
 // jumps are part of the rule model, not extensions.
 package target
 
-import "github.com/uptables/uptables/internal/xt"
+import (
+	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/match"
+)
 
-// Register adds every target extension to r.
-func Register(r *xt.Registry) {
+// Register adds every target extension to r; SET sees no ipset.
+func Register(r *xt.Registry) { RegisterWithSets(r, nil) }
+
+// RegisterWithSets adds every target extension to r; SET checks set names
+// with sets (nil: no set exists).
+func RegisterWithSets(r *xt.Registry, sets match.SetLookup) {
 	registerAll(r)
+	registerSet(r, sets)
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uptables/uptables/internal/ipset"
+)
+
+// DefaultSetsFile is the ipset file when neither --sets nor
+// $UPTABLES_IPSETS names one.
+const DefaultSetsFile = "uptables.ipsets"
+
+// runIpset is `uptables ipset [--sets FILE] <ipset command>`: ipset 7.17
+// on a file in `ipset save` format, as `uptables --ruleset FILE` is
+// iptables on a rule-set file. The command runs on a copy; only when it
+// succeeds is the file rewritten (temporary file, fsync, rename), so a
+// failing command, a failing restore line included, changes nothing.
+// Commands on one FILE are serialised with a lock on its directory.
+func runIpset(e *env, args []string) int {
+	file := ""
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--sets" && i+1 < len(args):
+			file = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--sets="):
+			file = strings.TrimPrefix(a, "--sets=")
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if file == "" {
+		file = e.getenv("UPTABLES_IPSETS")
+	}
+	if file == "" {
+		file = DefaultSetsFile
+	}
+	lf, err := os.Open(filepath.Dir(file))
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables ipset:", err)
+		return 1
+	}
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+		fmt.Fprintln(e.stderr, "uptables ipset:", err)
+		return 1
+	}
+	now := time.Now().UnixNano()
+	sets, err := LoadSetsFile(file, now)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables ipset:", err)
+		return 1
+	}
+	before := saveSets(sets, now)
+	work := sets.Clone()
+	var out bytes.Buffer
+	err = work.Exec(rest, e.stdin, &out, now)
+	e.stdout.Write(out.Bytes())
+	msg, code := ipset.Report(err)
+	fmt.Fprint(e.stderr, msg)
+	if code != 0 {
+		return code
+	}
+	if after := saveSets(work, now); !bytes.Equal(after, before) {
+		if err := writeFileAtomic(file, after); err != nil {
+			fmt.Fprintln(e.stderr, "uptables ipset:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// LoadSetsFile reads a file in `ipset save` format (a missing file is no
+// sets). Timeouts in it count from now, as `ipset restore` counts them.
+func LoadSetsFile(file string, now int64) (*ipset.Sets, error) {
+	sets := ipset.New(rand.Uint32)
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return sets, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := sets.Exec([]string{"restore"}, bytes.NewReader(data), &bytes.Buffer{}, now); err != nil {
+		msg, _ := ipset.Report(err)
+		return nil, fmt.Errorf("%s: %s", file, strings.TrimSpace(msg))
+	}
+	return sets, nil
+}
+
+func saveSets(s *ipset.Sets, now int64) []byte {
+	var b bytes.Buffer
+	_ = s.Exec([]string{"save"}, nil, &b, now)
+	return b.Bytes()
+}
+
+// writeFileAtomic replaces file with data: temporary file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeFileAtomic(file string, data []byte) error {
+	dir := filepath.Dir(file)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// loadIpsets reads the --ipsets file of run and replay ("" = no sets):
+// the rules are parsed against these sets and the engine uses them.
+func loadIpsets(file string) (*ipset.Sets, error) {
+	if file == "" {
+		return ipset.New(rand.Uint32), nil
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, err
+	}
+	return LoadSetsFile(file, time.Now().UnixNano())
+}
