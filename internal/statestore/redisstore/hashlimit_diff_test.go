@@ -33,8 +33,12 @@ type hlCounts struct {
 // beyond 2^53), byte mode rates with 0-3 extra refills, every mode and
 // several masks, tiny htable-max values so the table fills, expiry and gc
 // intervals from 100 ms to a minute.
-func randomHlConfig(r *rand.Rand, name string) statestore.HashlimitConfig {
-	c := statestore.HashlimitConfig{Name: name, IPv6: r.IntN(4) == 0}
+// The seed fixes the shape so that even a short run covers them all:
+// byte mode every third seed, IPv6 every fourth, a 1000-packet burst
+// (credits beyond 2^53) on the rest of the packet-mode seeds, at most 8
+// buckets on every second seed.
+func randomHlConfig(r *rand.Rand, seed uint64, name string) statestore.HashlimitConfig {
+	c := statestore.HashlimitConfig{Name: name, IPv6: seed%4 == 1}
 	bits := uint8(32)
 	if c.IPv6 {
 		bits = 128
@@ -42,7 +46,7 @@ func randomHlConfig(r *rand.Rand, name string) statestore.HashlimitConfig {
 	c.Mode = uint8(r.IntN(16))
 	c.SrcMask = []uint8{bits, bits, 24, 16, 0, bits - 1}[r.IntN(6)]
 	c.DstMask = []uint8{bits, bits, 24, 8}[r.IntN(4)]
-	if r.IntN(3) == 0 {
+	if seed%3 == 0 {
 		c.Bytes = true
 		rate := []uint32{100, 1024, 10240, 1 << 20, 50000}[r.IntN(5)]
 		c.Avg = uint64(0xFFFFFFFF / (rate>>4 + 1))
@@ -53,16 +57,21 @@ func randomHlConfig(r *rand.Rand, name string) statestore.HashlimitConfig {
 			secs := []uint64{1, 60, 3600, 86400}[r.IntN(4)]
 			c.Avg = 1_000_000 * secs / n
 			c.Burst = []uint64{1, 2, 5, 10, 1000, 1_000_000}[r.IntN(6)]
+			if seed%3 == 1 {
+				c.Burst = 1000
+			}
 			// xt_hashlimit's checkentry overflow test
 			if c.Avg != 0 && statestore.HashlimitCredits(c.Avg*c.Burst) >= statestore.HashlimitCredits(c.Avg) {
 				break
 			}
 		}
 	}
-	switch r.IntN(3) {
-	case 0:
+	switch {
+	case seed%2 == 0: // a table that fills up: a bucket per source
 		c.Size, c.Max = 4, []uint32{0, 4, 8}[r.IntN(3)]
-	case 1:
+		c.Mode |= hlSrcIP
+		c.SrcMask = bits
+	case r.IntN(2) == 0:
 		c.Max = 16
 	}
 	c.ExpireMS = []uint32{1000, 3000, 10000, 60000}[r.IntN(4)]
@@ -121,7 +130,7 @@ func hlListing(t *testing.T, tb statestore.HashlimitTable, now int64) string {
 func runHlDiff(t *testing.T, seed uint64, steps int, mem statestore.Factory, a, b *Store, c *hlCounts) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 0x41a5))
-	cfg := randomHlConfig(r, fmt.Sprintf("H%d", seed))
+	cfg := randomHlConfig(r, seed, fmt.Sprintf("H%d", seed))
 	mt, err := mem.NewHashlimitTable(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +239,11 @@ func TestHashlimitDifferentialMemoryVsRedis(t *testing.T) {
 			var c hlCounts
 			for seed := 0; seed < seeds; seed++ {
 				runHlDiff(t, uint64(seed), steps, mem, a, b, &c)
+			}
+			if !testing.Short() && be.name != "miniredis" {
+				// One long sequence: 10,000 packets through one table.
+				runHlDiff(t, 1001, 10_000, mem, a, b, &c)
+				seeds++
 			}
 			t.Logf("%s: %d sequences (%d byte mode, %d IPv6, %d with credits beyond 2^53), %d packets: %d under, %d over, %d refused by a full table; %d buckets collected, %d Len and %d listings compared, %d steps back in time",
 				be.name, seeds, c.byteSeqs, c.v6Seqs, c.big, c.steps, c.under, c.over, c.full, c.collected, c.lens, c.listings, c.backwards)
