@@ -167,3 +167,75 @@ func TestHashlimitAbandonedTableExpires(t *testing.T) {
 		t.Fatalf("recreated table config %+v", t2.Config())
 	}
 }
+
+// Concurrent packets from four daemons on one bucket of burst 100 at one
+// instant: every step is one script, so exactly 100 are under the limit.
+func TestHashlimitConcurrentDaemons(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			cfg := hlCfg
+			cfg.Name, cfg.Avg, cfg.Burst = "C", 1_000_000*60, 100 // 1/min: no refill within the test
+			var tables []statestore.HashlimitTable
+			for i := 0; i < 4; i++ {
+				s := New(newClient(t, be.addr), Options{Prefix: "hlconc:", Timeout: 5 * time.Second})
+				tb, _ := s.NewHashlimitTable(cfg)
+				tables = append(tables, tb)
+			}
+			const per = 60
+			under := make(chan int, len(tables))
+			for _, tb := range tables {
+				go func() {
+					n := 0
+					for i := 0; i < per; i++ {
+						if u, ok := tb.Consume(hlKey4("192.0.2.1"), 60, 1e18); u && ok {
+							n++
+						}
+					}
+					under <- n
+				}()
+			}
+			total := 0
+			for range tables {
+				total += <-under
+			}
+			if total != 100 {
+				t.Fatalf("%d of %d packets under the limit, want the burst 100", total, len(tables)*per)
+			}
+		})
+	}
+}
+
+// A source flood fills 2,500 buckets; the first gc tick after their
+// expiry removes them all in one step (HDEL in chunks of 1,000), as the
+// memory table does.
+func TestHashlimitCollectsAFlood(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			cfg := hlCfg
+			cfg.Name = "F"
+			s := New(newClient(t, be.addr), Options{Prefix: "hlflood:", Timeout: 5 * time.Second})
+			tb, _ := s.NewHashlimitTable(cfg)
+			mt, _ := statestore.NewMemory(nil).NewHashlimitTable(cfg)
+			now := int64(1e18)
+			for i := 0; i < 2500; i++ {
+				k := hlKey4("10.0.0.0")
+				k.Src[2], k.Src[3] = byte(i>>8), byte(i)
+				tb.Consume(k, 60, now)
+				mt.Consume(k, 60, now)
+			}
+			if tb.Len() != 2500 {
+				t.Fatalf("len %d", tb.Len())
+			}
+			for _, dt := range []int64{900e6, 1100e6, 2100e6} {
+				u1, _ := tb.Consume(hlKey4("192.0.2.1"), 60, now+dt)
+				u2, _ := mt.Consume(hlKey4("192.0.2.1"), 60, now+dt)
+				if u1 != u2 || tb.Len() != mt.Len() {
+					t.Fatalf("+%v: redis (%v, %d buckets), memory (%v, %d)", time.Duration(dt), u1, tb.Len(), u2, mt.Len())
+				}
+			}
+			if tb.Len() != 1 {
+				t.Fatalf("after expiry: %d buckets, want only the last packet's", tb.Len())
+			}
+		})
+	}
+}
