@@ -74,12 +74,15 @@
 //
 // # Cost
 //
-// A recent match costs one round trip to Redis per packet that reaches it,
+// A recent or hashlimit match costs one round trip to Redis per packet
+// that reaches it (about 40-70 µs on loopback against 0.06-0.4 µs in
+// memory; BenchmarkRecentUpdate, BenchmarkHashlimitConsume),
 // and go-redis allocates for every command (about 20 allocations; the
-// benchmark reports the exact number). Rules put recent matches behind
+// benchmark reports the exact number). Rules put these matches behind
 // "-m conntrack --ctstate NEW" or "--syn" in practice, so only new
 // connections pay; a ruleset that sends every packet through a Redis-backed
-// recent match is bounded by Redis's latency.
+// match is bounded by Redis's latency, and every daemon's steps are
+// serialised in the one Redis.
 //
 // # Hashlimit
 //
