@@ -109,10 +109,11 @@ func (s *stateSaver) stop(log *slog.Logger) {
 
 // openStateStore connects the engine's stateful matches to a shared store
 // given as --state URL (redis://, rediss://, valkey://, unix://): recent
-// lists then live in Redis/Valkey, shared by every daemon using the same
-// URL. "" keeps the in-memory store. It must run before the first Load.
-// Redis being down at start is logged, not fatal: packets then get the
-// URL's fail mode until it answers.
+// lists and hashlimit tables (or those that share= names) then live in
+// Redis/Valkey, shared by every daemon using the same URL. "" keeps the
+// in-memory store. It must run before the first Load. Redis being down at
+// start is logged, not fatal: packets then get the URL's fail mode until
+// it answers.
 func openStateStore(rawURL string, eng *netfilter.Engine, log *slog.Logger) (func(), error) {
 	if rawURL == "" || rawURL == "memory" {
 		return func() {}, nil
@@ -122,9 +123,10 @@ func openStateStore(rawURL string, eng *netfilter.Engine, log *slog.Logger) (fun
 		return nil, fmt.Errorf("--state: %w", err)
 	}
 	if err := st.Ping(); err != nil {
-		log.Warn("state store unreachable; recent matches answer by the fail mode until it is back", "url", redisstore.Describe(rawURL), "err", err)
+		log.Warn("state store unreachable; shared matches answer by the fail mode until it is back", "url", redisstore.Describe(rawURL),
+			"shared", st.Options().Share.String(), "err", err)
 	} else {
-		log.Info("recent lists shared through", "url", redisstore.Describe(rawURL))
+		log.Info("state shared through", "url", redisstore.Describe(rawURL), "shared", st.Options().Share.String())
 	}
 	if err := eng.Pin(match.NamedStoreKind, match.NamedStoreName, st); err != nil {
 		st.Close()

@@ -86,7 +86,7 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	fs.IntVar(&o.batch, "batch", 64, "most verdicts sent in one batch")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables-nft binary used to install the queueing rules")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
-	fs.StringVar(&o.state, "state", "", "where recent lists live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed)")
+	fs.StringVar(&o.state, "state", "", "where recent lists and hashlimit tables live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed&share=recent,hashlimit)")
 	fs.StringVar(&o.persistDir, "persist-dir", "/var/lib/uptables", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (off = none)")
 	fs.StringVar(&o.control, "control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default <state-dir>/uptables.sock; off = none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")

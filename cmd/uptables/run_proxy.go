@@ -63,7 +63,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	shutdownTO := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, let open connections finish this long")
 	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
 	ctlPath := fs.String("control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default none)")
-	stateURL := fs.String("state", "", "where recent lists live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed)")
+	stateURL := fs.String("state", "", "where recent lists and hashlimit tables live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed&share=recent,hashlimit)")
 	persistDir := fs.String("persist-dir", "off", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (default off)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
 	if err := fs.Parse(args); err != nil {

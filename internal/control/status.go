@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptables/uptables/internal/statestore"
 	"github.com/uptables/uptables/internal/xt"
 	"github.com/uptables/uptables/internal/xt/match"
 )
@@ -74,6 +75,16 @@ func (s *Server) status(args []string, out, errw *bytes.Buffer) int {
 			}
 		}
 		fmt.Fprintf(out, "hashlimit tables: %s\n", strings.Join(parts, ", "))
+	}
+	if v, ok := eng.Shared(match.NamedStoreKind, match.NamedStoreName); ok {
+		if ss, ok := v.(statestore.SharedStore); ok {
+			st := ss.SharedStatus()
+			fmt.Fprintf(out, "shared state: %s in %s (fail %s): calls %d, errors %d, skipped %d, hotdrops %d\n",
+				strings.Join(st.Shared, ", "), st.Backend, st.Fail, st.Calls, st.Errors, st.Skipped, st.Hotdrops)
+			if st.LastError != "" {
+				fmt.Fprintf(out, "shared state last error: %s\n", st.LastError)
+			}
+		}
 	}
 	if s.cfg.Proxy != nil {
 		p := s.cfg.Proxy()

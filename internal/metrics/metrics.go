@@ -11,6 +11,7 @@
 //	policy_packets_total, policy_bytes_total{table,chain,policy}  built-in chain policies
 //	conntrack_entries, conntrack_max, conntrack_{new,invalid,drop,early_drop,insert_failed,expired}_total
 //	recent_entries{list}, hashlimit_entries{table}
+//	state_store_shared{backend,kind}, state_store_calls_total{result}, state_store_hotdrops_total (--state redis://)
 //	nfqueue_packets_total{queue}, nfqueue_verdicts_total{queue,verdict},
 //	nfqueue_{panics,undecodable,overruns,read_errors,replies,logs}_total{queue}
 //	proxy_connections_total{outcome}, proxy_connections_active, proxy_upstream_failures_total,
@@ -132,6 +133,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		dLoads, dLoadFail, dLastLoad, dStart} {
 		ch <- d
 	}
+	for _, d := range sharedStateDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector: one read of every counter.
@@ -180,6 +184,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dHashlimit, float64(t.Len()), n)
 		}
 	}
+	collectShared(eng, ch)
 	if c.cfg.Queues != nil {
 		for _, q := range c.cfg.Queues() {
 			n := strconv.Itoa(int(q.Num))

@@ -172,47 +172,21 @@ func (t *hashlimitTable) collect(nowJ int64) {
 	}
 }
 
-// init is rateinfo_init.
+// init is rateinfo_init (HashlimitInit).
 func (t *hashlimitTable) init(e *hlEnt, nowJ int64) {
 	e.prev = nowJ
-	if t.cfg.Bytes {
-		e.credit = hlCPJBytes * HZ
-		e.cost = hashlimitByteCredits(t.cfg.Avg)
-		e.cap = t.cfg.Burst
-		return
-	}
-	e.credit = HashlimitCredits(t.cfg.Avg * t.cfg.Burst)
-	e.cost = HashlimitCredits(t.cfg.Avg)
-	e.cap = e.credit
+	e.credit, e.cap, e.cost = HashlimitInit(t.cfg)
 }
 
-// recalc is rateinfo_recalc: credits for the jiffies elapsed, capped. A
-// refill that would overflow 64 bits saturates (the kernel's wraps after
-// ~37 idle hours, an entry that the default expiry has long removed).
+// recalc is rateinfo_recalc: credits for the jiffies elapsed, capped
+// (HashlimitRefill).
 func (t *hashlimitTable) recalc(e *hlEnt, nowJ int64) {
 	d := nowJ - e.prev
 	if d <= 0 {
 		return
 	}
 	e.prev = nowJ
-	if t.cfg.Bytes {
-		limit := hlCPJBytes * HZ
-		add := hlCPJBytes * uint64(d)
-		if d > int64(HZ) || e.credit+add < e.credit || e.credit+add > limit {
-			e.credit = limit
-			return
-		}
-		e.credit += add
-		return
-	}
-	if uint64(d) > ^uint64(0)/hlCPJ || e.credit+uint64(d)*hlCPJ < e.credit {
-		e.credit = e.cap
-		return
-	}
-	e.credit += uint64(d) * hlCPJ
-	if e.credit > e.cap {
-		e.credit = e.cap
-	}
+	e.credit = HashlimitRefill(t.cfg.Bytes, e.credit, e.cap, d)
 }
 
 // byteCost is hashlimit_byte_cost: 16-byte chunks times the cost, at most

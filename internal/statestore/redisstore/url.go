@@ -16,13 +16,15 @@ import (
 
 // ParseURL parses a --state URL:
 //
-//	redis://[user:password@]host:port/db?prefix=P&timeout=50ms&fail=open|closed&backoff=1s
+//	redis://[user:password@]host:port/db?prefix=P&timeout=50ms&fail=open|closed&backoff=1s&share=recent,hashlimit&hashlimit_prefix=H
 //
 // The schemes are redis, rediss (TLS) and unix (redis://...'s socket form,
 // unix:///run/redis.sock?db=0), with valkey and valkeys as synonyms of
-// redis and rediss. prefix, timeout, fail and backoff are this package's
-// Options (timeout and backoff are Go durations: "50ms", "1s"; backoff 0
-// turns the backoff off); every other query parameter is go-redis's
+// redis and rediss. prefix, timeout, fail, backoff, share and
+// hashlimit_prefix are this package's Options (timeout and backoff are Go
+// durations: "50ms", "1s"; backoff 0 turns the backoff off; share is a
+// comma list of recent and hashlimit, both by default, what is not listed
+// staying in each daemon's memory); every other query parameter is go-redis's
 // (dial_timeout, read_timeout, pool_size, max_retries, ...). The client
 // honours context deadlines (ContextTimeoutEnabled), so each call waits at
 // most the store's timeout (packets) or control timeout (listing, /proc
@@ -76,6 +78,26 @@ func ParseURL(raw string) (*redis.Options, Options, error) {
 			o.Backoff = -1
 		}
 	}
+	if v, ok := pop(q, "share"); ok {
+		var sh Share
+		for _, w := range strings.Split(v, ",") {
+			switch w {
+			case "recent":
+				sh |= ShareRecent
+			case "hashlimit":
+				sh |= ShareHashlimit
+			default:
+				return nil, o, fmt.Errorf("--state: share=%q: want a comma list of recent and hashlimit", v)
+			}
+		}
+		o.Share = sh
+	}
+	if v, ok := pop(q, "hashlimit_prefix"); ok {
+		if v == "" {
+			return nil, o, fmt.Errorf("--state: empty hashlimit_prefix")
+		}
+		o.HashlimitPrefix = v
+	}
 	u.RawQuery = q.Encode()
 	ro, err := redis.ParseURL(u.String())
 	if err != nil {
@@ -107,6 +129,7 @@ func Open(raw string, logger *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	o.Logger = logger
+	o.Describe = Describe(raw)
 	c := redis.NewClient(ro)
 	s := New(c, o)
 	s.closer = c.Close
@@ -119,7 +142,8 @@ func Open(raw string, logger *slog.Logger) (*Store, error) {
 func (s *Store) Ping() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.ControlTimeout)
 	defer cancel()
-	for _, sc := range []*redis.Script{applyScript, requireScript, entriesScript, flushScript, lenScript} {
+	for _, sc := range []*redis.Script{applyScript, requireScript, entriesScript, flushScript, lenScript,
+		consumeScript, hlEntriesScript, hlConfigScript, hlLenScript} {
 		if err := sc.Load(ctx, s.c).Err(); err != nil {
 			return fmt.Errorf("redisstore: %w", err)
 		}

@@ -15,6 +15,8 @@ func TestParseURL(t *testing.T) {
 		timeout time.Duration
 		fail    FailMode
 		backoff time.Duration
+		share   Share
+		hlp     string
 		err     string
 	}{
 		{url: "redis://127.0.0.1:6379/0", addr: "127.0.0.1:6379"},
@@ -31,6 +33,12 @@ func TestParseURL(t *testing.T) {
 		{url: "redis://h:1/0?prefix=", err: "empty prefix"},
 		{url: "redis://h:1/0?colour=blue", err: "unexpected option: colour"},
 		{url: "redis://h:1/x", err: "invalid database number"},
+		{url: "redis://h:1/0?share=recent", addr: "h:1", share: ShareRecent},
+		{url: "redis://h:1/0?share=hashlimit&hashlimit_prefix=edge:hl:", addr: "h:1", share: ShareHashlimit, hlp: "edge:hl:"},
+		{url: "redis://h:1/0?share=hashlimit,recent", addr: "h:1", share: ShareAll},
+		{url: "redis://h:1/0?share=conntrack", err: `share="conntrack": want a comma list of recent and hashlimit`},
+		{url: "redis://h:1/0?share=", err: `share="": want`},
+		{url: "redis://h:1/0?hashlimit_prefix=", err: "empty hashlimit_prefix"},
 	} {
 		ro, o, err := ParseURL(tc.url)
 		if tc.err != "" {
@@ -43,7 +51,8 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s: %v", tc.url, err)
 			continue
 		}
-		if ro.Addr != tc.addr || ro.DB != tc.db || o.Prefix != tc.prefix || o.Timeout != tc.timeout || o.Fail != tc.fail || o.Backoff != tc.backoff {
+		if ro.Addr != tc.addr || ro.DB != tc.db || o.Prefix != tc.prefix || o.Timeout != tc.timeout || o.Fail != tc.fail || o.Backoff != tc.backoff ||
+			o.Share != tc.share || o.HashlimitPrefix != tc.hlp {
 			t.Errorf("%s: addr %s db %d, options %+v", tc.url, ro.Addr, ro.DB, o)
 		}
 		if !ro.ContextTimeoutEnabled {
@@ -51,6 +60,16 @@ func TestParseURL(t *testing.T) {
 		}
 		if strings.HasPrefix(tc.url, "rediss") != (ro.TLSConfig != nil) {
 			t.Errorf("%s: TLS %v", tc.url, ro.TLSConfig != nil)
+		}
+	}
+	// The hashlimit prefix follows the recent prefix unless given.
+	for _, tc := range []struct{ prefix, hlp, want string }{
+		{"", "", DefaultHashlimitPrefix},
+		{"edge:", "", "edge:hashlimit:"},
+		{"edge:", "x:", "x:"},
+	} {
+		if got := New(nil, Options{Prefix: tc.prefix, HashlimitPrefix: tc.hlp}).Options().HashlimitPrefix; got != tc.want {
+			t.Errorf("prefix %q, hashlimit_prefix %q: %q, want %q", tc.prefix, tc.hlp, got, tc.want)
 		}
 	}
 	if got := Describe("redis://user:secret@h:1/3?fail=closed"); strings.Contains(got, "secret") || !strings.Contains(got, "h:1/3") {
