@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
@@ -333,6 +334,7 @@ func (w *worker) handle(m *Msg) {
 		p.TimeNS = w.d.cfg.Now().UnixNano()
 	}
 	p.UID, p.GID, p.HasOwner = m.UID, m.GID, m.HasUID
+	p.L4CsumTrusted = csumTrusted(m.SkbInfo)
 	n := copy(w.snap[:], p.Data)
 	origLen := len(p.Data)
 
@@ -343,6 +345,9 @@ func (w *worker) handle(m *Msg) {
 		markChanged := p.Mark != m.Mark
 		modified := len(p.Data) != origLen || !bytes.Equal(w.snap[:n], p.Data[:n])
 		if modified {
+			if m.SkbInfo&skbCsumNotReady != 0 {
+				completeL4Checksum(p.Data)
+			}
 			w.st.Modified.Add(1)
 			w.q.VerdictWith(m.ID, Accept, p.Mark, markChanged, p.Data)
 		} else if markChanged {
@@ -370,5 +375,50 @@ func (w *worker) count(v Verdict) {
 		w.st.Accepted.Add(1)
 	} else {
 		w.st.Dropped.Add(1)
+	}
+}
+
+// csumTrusted reads NFQA_SKB_INFO the way the kernel's conntrack and
+// nf_reject read skb->ip_summed (nf_ip_checksum): a checksum not computed
+// yet (CSUMNOTREADY, CHECKSUM_PARTIAL) or already verified (neither bit:
+// CHECKSUM_UNNECESSARY or csum_valid) is not checked; only a packet marked
+// CSUM_NOTVERIFIED is. Without the bits (no NFQA_SKB_INFO at all) the
+// kernel had nothing to report: the checksum needs no check.
+func csumTrusted(info uint32) bool {
+	return info&skbCsumNotReady != 0 || info&skbCsumNotVerified == 0
+}
+
+// completeL4Checksum computes the full TCP or UDP checksum of an IPv4
+// packet whose checksum the kernel had left to the device
+// (CHECKSUM_PARTIAL: the field holds the pseudo-header sum, possibly
+// patched incrementally by a rewrite). It is called only for a packet the
+// engine rewrote: the kernel installs a replacement payload as
+// CHECKSUM_NONE (nfqnl_mangle), so from then on the field must be the real
+// checksum or the receiving socket drops the segment; an unmodified
+// packet keeps its skb and its offload. As skb_checksum_help does for a
+// queue without NFQA_CFG_F_GSO, the cost is one pass over the packet.
+// Other protocols (SCTP's CRC32c) and fragments are left as they are.
+func completeL4Checksum(b []byte) {
+	if len(b) < header.IPv4MinLen || b[0]>>4 != 4 {
+		return
+	}
+	ip := header.IPv4(b)
+	hl, tot := ip.HeaderLen(), int(ip.TotalLen())
+	if hl < header.IPv4MinLen || tot > len(b) || tot < hl || ip.FragOff() != 0 || ip.MoreFragments() {
+		return
+	}
+	l4 := b[hl:tot]
+	ps := header.PseudoHeaderSum(b[12:16], b[16:20], ip.Protocol(), len(l4))
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		if len(l4) >= header.TCPMinLen {
+			t := header.TCP(l4)
+			t.SetChecksum(t.CalculateChecksum(ps))
+		}
+	case header.ProtoUDP:
+		if len(l4) >= header.UDPLen {
+			u := header.UDP(l4)
+			u.SetChecksum(u.CalculateChecksum(ps))
+		}
 	}
 }
