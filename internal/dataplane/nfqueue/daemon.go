@@ -81,6 +81,13 @@ type QueueStats struct {
 	ReplyErrors atomic.Uint64
 	Logs        atomic.Uint64
 	ReadErrors  atomic.Uint64
+	// Cut counts packets longer than the kernel's 65531-byte copy
+	// (NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes: loopback's 64 KiB
+	// MTU, GRO aggregates), decided on their first 65531 bytes; CutRewrites
+	// those of them the engine rewrote, which cannot be handed back (the
+	// copy lacks their tail) and get the fail verdict instead.
+	Cut         atomic.Uint64
+	CutRewrites atomic.Uint64
 	conn        *Conn // nil for other Queue implementations
 }
 
@@ -215,6 +222,7 @@ func (d *Daemon) WriteStats(b *bytes.Buffer) {
 		fmt.Fprintf(b, "queue=%d packets=%d accepted=%d dropped=%d requeued=%d modified=%d panics=%d undecodable=%d replies=%d reply_errors=%d logs=%d read_errors=%d",
 			s.Num, s.Packets.Load(), s.Accepted.Load(), s.Dropped.Load(), s.Requeued.Load(), s.Modified.Load(), s.Panics.Load(),
 			s.Undecodable.Load(), s.Replies.Load(), s.ReplyErrors.Load(), s.Logs.Load(), s.ReadErrors.Load())
+		fmt.Fprintf(b, " cut=%d cut_rewrites=%d", s.Cut.Load(), s.CutRewrites.Load())
 		if c := s.conn; c != nil {
 			fmt.Fprintf(b, " verdict_msgs=%d batches=%d sends=%d overruns=%d netlink_errors=%d",
 				c.Stats.Verdicts.Load(), c.Stats.Batches.Load(), c.Stats.Sends.Load(), c.Stats.Overruns.Load(), c.Stats.NetlinkErr.Load())
@@ -307,7 +315,8 @@ func (w *worker) handle(m *Msg) {
 	}
 	path, ok := PathForHook(m.Hook)
 	p := &w.pkt
-	if !ok || m.Malformed || p.Decode(m.Payload) == packet.BadL3 || p.Version != 4 {
+	data, cut := uncut(m)
+	if !ok || m.Malformed || p.Decode(data) == packet.BadL3 || p.Version != 4 {
 		w.st.Undecodable.Add(1)
 		w.q.Verdict(m.ID, w.fail)
 		w.count(w.fail)
@@ -334,7 +343,11 @@ func (w *worker) handle(m *Msg) {
 		p.TimeNS = w.d.cfg.Now().UnixNano()
 	}
 	p.UID, p.GID, p.HasOwner = m.UID, m.GID, m.HasUID
-	p.L4CsumTrusted = csumTrusted(m.SkbInfo)
+	// A cut packet's checksum cannot be verified: its tail is missing.
+	p.L4CsumTrusted = csumTrusted(m.SkbInfo) || cut
+	if cut {
+		w.st.Cut.Add(1)
+	}
 	n := copy(w.snap[:], p.Data)
 	origLen := len(p.Data)
 
@@ -344,6 +357,12 @@ func (w *worker) handle(m *Msg) {
 	case xt.VerdictAccept:
 		markChanged := p.Mark != m.Mark
 		modified := len(p.Data) != origLen || !bytes.Equal(w.snap[:n], p.Data[:n])
+		if modified && cut {
+			w.st.CutRewrites.Add(1)
+			w.q.Verdict(m.ID, w.fail)
+			w.count(w.fail)
+			return
+		}
 		if modified {
 			if m.SkbInfo&skbCsumNotReady != 0 {
 				completeL4Checksum(p.Data)
@@ -421,4 +440,26 @@ func completeL4Checksum(b []byte) {
 			u.SetChecksum(u.CalculateChecksum(ps))
 		}
 	}
+}
+
+// uncut returns the packet to decode. The kernel copies at most 65531
+// bytes (NFQNL_MAX_COPY_RANGE) and reports the real length in
+// NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes (every full-sized
+// segment on loopback, whose MTU is 65536, and large GRO aggregates) is
+// cut by up to 4 bytes of L4 payload. Rather than refusing it (it would
+// then bypass the rules with fail-open, or stall the connection with
+// fail-closed), the copy is extended with zeros to the real length when
+// the read buffer has room (Read leaves it after a datagram's last
+// message): headers, lengths, counters and conntrack's sequence tracking
+// are then exact, and only a match reading those last bytes (string, u32)
+// sees zeros. cut reports that this happened.
+func uncut(m *Msg) (data []byte, cut bool) {
+	data = m.Payload
+	n := int(m.CapLen)
+	if n <= len(data) || n > 0xffff || n > cap(data) {
+		return data, false
+	}
+	data = data[:n]
+	clear(data[len(m.Payload):])
+	return data, true
 }

@@ -1,9 +1,11 @@
 package nfqueue
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/uptables/uptables/internal/header"
+	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/packet/packettest"
 )
 
@@ -149,4 +151,51 @@ func TestRewriteNotReadyAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(50, func() { w.handle(&m) }); n != 0 {
 		t.Errorf("handle allocates %.1f times per rewritten packet", n)
 	}
+}
+
+// TestCutPacket: the kernel copies at most 65531 bytes, so a 65535-byte
+// loopback segment arrives 4 bytes short with NFQA_CAP_LEN 65535. It is
+// still decided by the rules and counted with its real length; a rewrite
+// of it cannot be handed back and gets the fail verdict.
+func TestCutPacket(t *testing.T) {
+	big := packettest.TCP(packettest.TCPOpts{Src: "127.0.0.1", Dst: "127.0.0.1", SrcPort: 40000, DstPort: 8080,
+		Flags: packettest.ACK, Seq: 1, Ack: 1, Window: 500, Payload: make([]byte, 65535-40)})
+	if len(big) != 65535 {
+		t.Fatalf("built %d bytes", len(big))
+	}
+	msg := func() *Msg {
+		// As Read hands it out: the copy, with room after it.
+		buf := make([]byte, 70000)
+		copy(buf, big[:maxCopyRange])
+		return &Msg{ID: 1, Hook: hookLocalIn, InDev: 1, SkbInfo: skbCsumNotReady, CapLen: 65535, Payload: buf[:maxCopyRange]}
+	}
+	t.Run("decided", func(t *testing.T) {
+		d, fq := newTestDaemon(t, rulesHeader+"-A INPUT -i lo -p tcp --dport 8080 -m conntrack --ctstate NEW -j ACCEPT\n-A INPUT -j DROP\nCOMMIT\n", false, nil)
+		d.workers[0].handle(msg())
+		if len(fq.got) != 1 || fq.got[0].v != Accept || fq.got[0].payload != nil {
+			t.Fatalf("verdicts %+v, want ACCEPT without payload", fq.got)
+		}
+		st := d.Stats()[0]
+		if st.Cut.Load() != 1 || st.Undecodable.Load() != 0 {
+			t.Errorf("cut %d undecodable %d", st.Cut.Load(), st.Undecodable.Load())
+		}
+		var b strings.Builder
+		if err := iptables.WriteSave(&b, d.cfg.Engine.Ruleset(), iptables.SaveOptions{Counters: true}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "[1:65535] -A INPUT -i lo") {
+			t.Errorf("counters, want [1:65535] on the ACCEPT rule:\n%s", b.String())
+		}
+	})
+	t.Run("rewrite", func(t *testing.T) {
+		d, fq := newTestDaemon(t, "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"+
+			"-A INPUT -j TTL --ttl-set 9\nCOMMIT\n", false, nil)
+		d.workers[0].handle(msg())
+		if len(fq.got) != 1 || fq.got[0].v != Drop || fq.got[0].payload != nil {
+			t.Fatalf("verdicts %+v, want the fail verdict (DROP, fail-closed)", fq.got)
+		}
+		if d.Stats()[0].CutRewrites.Load() != 1 {
+			t.Error("cut rewrite not counted")
+		}
+	})
 }
