@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,10 @@ type DaemonConfig struct {
 	NoReplies bool
 	// Now is the clock for packets without NFQA_TIMESTAMP; nil = time.Now.
 	Now func() time.Time
+	// ProcQueues is the kernel's queue table; "" =
+	// /proc/thread-self/net/netfilter/nfnetlink_queue (the calling
+	// thread's network namespace, the daemon's own).
+	ProcQueues string
 }
 
 // QueueStats are the counters of one worker.
@@ -88,6 +94,16 @@ type QueueStats struct {
 	// copy lacks their tail) and get the fail verdict instead.
 	Cut         atomic.Uint64
 	CutRewrites atomic.Uint64
+	// The kernel's own counters of the queue, read from
+	// /proc/net/netfilter/nfnetlink_queue by RefreshKernelStats: packets
+	// waiting for a verdict, packets dropped because the queue was full
+	// (queue_dropped; with fail-open the kernel accepts them and counts
+	// nothing) and packets it could not deliver to the socket
+	// (user_dropped, counted with fail-open too; uptables sees these as
+	// overruns, ENOBUFS).
+	KernelWaiting      atomic.Uint64
+	KernelQueueDropped atomic.Uint64
+	KernelUserDropped  atomic.Uint64
 	conn        *Conn // nil for other Queue implementations
 }
 
@@ -215,14 +231,48 @@ func (s *QueueStats) ConnStats() *Stats {
 	return &s.conn.Stats
 }
 
+// RefreshKernelStats reads the kernel's counters of the daemon's queues
+// (KernelWaiting, KernelQueueDropped, KernelUserDropped) from
+// /proc/net/netfilter/nfnetlink_queue, whose lines are "queue portid
+// waiting copy_mode copy_range queue_dropped user_dropped last_id 1".
+// It is the only place the kernel reports a full queue: no message
+// reaches the socket.
+func (d *Daemon) RefreshKernelStats() error {
+	path := d.cfg.ProcQueues
+	if path == "" {
+		path = "/proc/thread-self/net/netfilter/nfnetlink_queue"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var num, portid, waiting, mode, rng, qdrop, udrop uint64
+		if n, _ := fmt.Sscan(line, &num, &portid, &waiting, &mode, &rng, &qdrop, &udrop); n != 7 {
+			continue
+		}
+		for _, s := range d.stats {
+			if uint64(s.Num) == num {
+				s.KernelWaiting.Store(waiting)
+				s.KernelQueueDropped.Store(qdrop)
+				s.KernelUserDropped.Store(udrop)
+			}
+		}
+	}
+	return nil
+}
+
 // WriteStats prints the counters, one line per queue, in a stable
-// key=value form (the state directory's stats file).
+// key=value form (the state directory's stats file), with the kernel's
+// counters freshly read.
 func (d *Daemon) WriteStats(b *bytes.Buffer) {
+	_ = d.RefreshKernelStats() // a kernel without the file leaves them 0
 	for _, s := range d.stats {
 		fmt.Fprintf(b, "queue=%d packets=%d accepted=%d dropped=%d requeued=%d modified=%d panics=%d undecodable=%d replies=%d reply_errors=%d logs=%d read_errors=%d",
 			s.Num, s.Packets.Load(), s.Accepted.Load(), s.Dropped.Load(), s.Requeued.Load(), s.Modified.Load(), s.Panics.Load(),
 			s.Undecodable.Load(), s.Replies.Load(), s.ReplyErrors.Load(), s.Logs.Load(), s.ReadErrors.Load())
-		fmt.Fprintf(b, " cut=%d cut_rewrites=%d", s.Cut.Load(), s.CutRewrites.Load())
+		fmt.Fprintf(b, " cut=%d cut_rewrites=%d kernel_waiting=%d kernel_queue_dropped=%d kernel_user_dropped=%d", s.Cut.Load(), s.CutRewrites.Load(),
+			s.KernelWaiting.Load(), s.KernelQueueDropped.Load(), s.KernelUserDropped.Load())
 		if c := s.conn; c != nil {
 			fmt.Fprintf(b, " verdict_msgs=%d batches=%d sends=%d overruns=%d netlink_errors=%d",
 				c.Stats.Verdicts.Load(), c.Stats.Batches.Load(), c.Stats.Sends.Load(), c.Stats.Overruns.Load(), c.Stats.NetlinkErr.Load())
@@ -248,6 +298,9 @@ type worker struct {
 	snap [256]byte
 	// panicHook, when set (tests), runs inside the packet handler.
 	panicHook func(*Msg)
+	// beforeRead, when set (tests), runs before each read: a test stalls
+	// the worker there to fill the kernel's queue.
+	beforeRead func()
 }
 
 func (w *worker) run() {
@@ -261,6 +314,9 @@ func (w *worker) run() {
 	}()
 	pending := 0
 	for !w.d.stopped.Load() {
+		if w.beforeRead != nil {
+			w.beforeRead()
+		}
 		err := w.q.Read(&w.msg, pending == 0)
 		if err == ErrNoPacket {
 			if pending > 0 {
