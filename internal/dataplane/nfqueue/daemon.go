@@ -53,9 +53,11 @@ type DaemonConfig struct {
 	// FailOpen: full queues accept (kernel flag), and a packet whose
 	// handling failed (panic, undecodable) is accepted; otherwise dropped.
 	FailOpen bool
-	GSO      bool
-	MaxLen   uint32 // queue length, 0 = kernel default 1024
-	RcvBuf   int    // socket receive buffer, 0 = 8 MiB
+	// GSO queues GSO/GRO aggregates whole (NFQA_CFG_F_GSO), as the
+	// kernel's iptables sees them; see the package comment.
+	GSO    bool
+	MaxLen uint32 // queue length, 0 = kernel default 1024
+	RcvBuf int    // socket receive buffer, 0 = 8 MiB
 	// BatchMax bounds how many verdicts wait before being sent; 0 = 64.
 	BatchMax int
 	Engine   *netfilter.Engine
@@ -104,7 +106,7 @@ type QueueStats struct {
 	KernelWaiting      atomic.Uint64
 	KernelQueueDropped atomic.Uint64
 	KernelUserDropped  atomic.Uint64
-	conn        *Conn // nil for other Queue implementations
+	conn               *Conn // nil for other Queue implementations
 }
 
 // Daemon runs one worker per queue: read, decode, run the engine, verdict.

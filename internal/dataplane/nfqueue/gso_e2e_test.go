@@ -207,8 +207,14 @@ func TestDaemonGSORewrite(t *testing.T) {
 					}
 				}
 				time.Sleep(200 * time.Millisecond)
+				os.Remove(filepath.Join(d.stateDir, "stats"))
 				d.counters()
-				st, _ := os.ReadFile(filepath.Join(d.stateDir, "stats"))
+				var st []byte
+				// counters.save is written first, the stats file after it.
+				waitFor(t, 5*time.Second, func() bool {
+					st, _ = os.ReadFile(filepath.Join(d.stateDir, "stats"))
+					return len(st) > 0
+				})
 				if !strings.Contains(string(st), " modified=") || strings.Contains(string(st), " modified=0 ") {
 					t.Errorf("no packet was rewritten: %s", st)
 				}
