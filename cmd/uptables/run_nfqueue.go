@@ -82,7 +82,7 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	cfgPath := fs.String("config", "", "TOML configuration `FILE` (flags win over it)")
 	fs.IntVar(&o.maxLen, "queue-maxlen", 4096, "packets the kernel keeps waiting per queue before fail-open/closed applies")
 	fs.IntVar(&o.rcvBuf, "rcvbuf", 16<<20, "netlink receive buffer `BYTES` per queue (SO_RCVBUFFORCE)")
-	fs.BoolVar(&o.gso, "gso", false, "receive GSO aggregates whole (fewer, bigger packets)")
+	fs.BoolVar(&o.gso, "gso", true, "receive GSO/GRO aggregates whole, as the kernel's iptables sees and counts them (--gso=false: the kernel segments them first)")
 	fs.IntVar(&o.batch, "batch", 64, "most verdicts sent in one batch")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables-nft binary used to install the queueing rules")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")

@@ -15,18 +15,27 @@ func TestNfqueueFlags(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "u.toml")
 	os.WriteFile(cfg, []byte("rules = \"/r\"\nlog = \"syslog\"\n[nfqueue]\nqueues = [2, 3]\nhooks = [\"forward\"]\nfail_closed = true\nmode = \"lifecycle\"\n"), 0o600)
+	cfgNoGSO := filepath.Join(dir, "nogso.toml")
+	os.WriteFile(cfgNoGSO, []byte("rules = \"/r\"\n[nfqueue]\ngso = false\n"), 0o600)
 	for _, tc := range []struct {
 		args []string
 		want *nfqueueOpts
 		err  string
 	}{
 		{args: []string{"--rules", "r", "--nfqueue"},
-			want: &nfqueueOpts{rules: "r", hooks: []string{"input", "output"}, mode: nfqueue.ModeExact, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, batch: 64, iptables: "iptables"}},
+			want: &nfqueueOpts{rules: "r", hooks: []string{"input", "output"}, mode: nfqueue.ModeExact, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, gso: true, batch: 64, iptables: "iptables"}},
 		{args: []string{"--rules", "r", "--nfqueue", "--queue", "1,2,3", "--hooks", "forward", "--fail-closed", "--mode", "lifecycle"},
-			want: &nfqueueOpts{rules: "r", first: 1, last: 3, hooks: []string{"forward"}, failClosed: true, mode: nfqueue.ModeLifecycle, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, batch: 64, iptables: "iptables"}},
+			want: &nfqueueOpts{rules: "r", first: 1, last: 3, hooks: []string{"forward"}, failClosed: true, mode: nfqueue.ModeLifecycle, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, gso: true, batch: 64, iptables: "iptables"}},
 		// The file gives values, flags win.
 		{args: []string{"--config", cfg, "--nfqueue", "--mode", "exact"},
-			want: &nfqueueOpts{rules: "/r", first: 2, last: 3, hooks: []string{"forward"}, failClosed: true, mode: nfqueue.ModeExact, log: "syslog", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, batch: 64, iptables: "iptables"}},
+			want: &nfqueueOpts{rules: "/r", first: 2, last: 3, hooks: []string{"forward"}, failClosed: true, mode: nfqueue.ModeExact, log: "syslog", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, gso: true, batch: 64, iptables: "iptables"}},
+		// GSO is on unless turned off, by flag or by the file's gso = false.
+		{args: []string{"--rules", "r", "--gso=false"},
+			want: &nfqueueOpts{rules: "r", hooks: []string{"input", "output"}, mode: nfqueue.ModeExact, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, batch: 64, iptables: "iptables"}},
+		{args: []string{"--config", cfgNoGSO},
+			want: &nfqueueOpts{rules: "/r", hooks: []string{"input", "output"}, mode: nfqueue.ModeExact, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, batch: 64, iptables: "iptables"}},
+		{args: []string{"--config", cfgNoGSO, "--gso"},
+			want: &nfqueueOpts{rules: "/r", hooks: []string{"input", "output"}, mode: nfqueue.ModeExact, log: "stdout", stateDir: "/run/uptables", persistDir: "/var/lib/uptables", maxLen: 4096, rcvBuf: 16 << 20, gso: true, batch: 64, iptables: "iptables"}},
 		{args: []string{"--nfqueue"}, err: "--rules FILE is required"},
 		{args: []string{"--rules", "r", "--queue", "1,3"}, err: "queues must be consecutive"},
 		{args: []string{"--rules", "r", "--queue-balance", "4:2"}, err: "2 should be less than 4"},

@@ -17,7 +17,7 @@
 //	mode = "exact"              # or "lifecycle"
 //	queue_maxlen = 4096
 //	rcvbuf = 16777216
-//	gso = false
+//	gso = true                  # default; false makes the kernel segment GSO aggregates before queueing
 //	batch = 64
 package config
 
@@ -64,8 +64,10 @@ type NFQueue struct {
 	Mode         string   `toml:"mode"`
 	QueueMaxLen  int      `toml:"queue_maxlen"`
 	RcvBuf       int      `toml:"rcvbuf"`
-	GSO          bool     `toml:"gso"`
-	Batch        int      `toml:"batch"`
+	// GSO (default true when the key is absent) queues GSO/GRO aggregates
+	// whole, as the kernel's own iptables sees and counts them.
+	GSO   bool `toml:"gso"`
+	Batch int  `toml:"batch"`
 	// Set records which keys the file gave ("queues", "fail_closed"...),
 	// so that defaults and flags can be told apart from explicit values.
 	Set map[string]bool `toml:"-"`

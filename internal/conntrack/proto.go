@@ -15,7 +15,7 @@ type pkt struct {
 	data  []byte // Data[:end]
 	l4    []byte // data[L4Off:]
 	v6    bool
-	check bool // verify the L4 checksum (PREROUTING and checksum=1)
+	check bool // verify the L4 checksum (PREROUTING, checksum=1, not L4CsumTrusted)
 	tcp   tcpSeg
 }
 
@@ -35,7 +35,9 @@ func (t *Table) parse(p *packet.Packet, hook packet.Hook, zone uint16, k *pkt) R
 	k.data = p.Data[:end]
 	k.l4 = k.data[p.L4Off:]
 	k.v6 = p.Version == 6
-	k.check = hook == packet.PreRouting && !t.cfg.NoChecksum
+	// As nf_ip_checksum: only in PREROUTING, and not for a packet whose
+	// checksum is already verified or not computed yet (L4CsumTrusted).
+	k.check = hook == packet.PreRouting && !t.cfg.NoChecksum && !p.L4CsumTrusted
 	k.tuple = Tuple{Src: p.Src, Dst: p.Dst, Proto: p.Proto, Zone: zone}
 	switch {
 	case hasPorts(p.Proto):

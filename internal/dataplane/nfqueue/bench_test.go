@@ -46,7 +46,17 @@ func TestNFQueueBench(t *testing.T) {
 		connsPerS float64
 	}
 	var rows []row
-	for _, setup := range []string{"none", "kernel iptables", "uptables exact", "uptables exact --gso", "uptables lifecycle"} {
+	// The stateful variant: INVALID dropped, established accepted, new
+	// connections counted by connlimit (a bound the benchmark never
+	// reaches), everything else dropped.
+	stateful := "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
+		"-A INPUT -m conntrack --ctstate INVALID -j DROP\n" +
+		"-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n" +
+		"-A INPUT -p tcp --syn -m connlimit --connlimit-above 1000 -j REJECT --reject-with tcp-reset\n" +
+		"-A INPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT\n" +
+		"-A INPUT -p icmp -j ACCEPT\nCOMMIT\n"
+	for _, setup := range []string{"none", "kernel iptables", "uptables exact", "uptables exact --gso=false", "uptables lifecycle",
+		"kernel iptables, stateful", "uptables exact, stateful"} {
 		p := newPair(t)
 		sh(t, "ip", "netns", "exec", p.cli, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1")
 		sh(t, "ip", "netns", "exec", p.cli, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=10000 65000")
@@ -58,10 +68,17 @@ func TestNFQueueBench(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v %s", cmd, err, out)
 			}
+		case "kernel iptables, stateful":
+			out, err := runStdin("", stateful, "ip", "netns", "exec", p.srv, "iptables-restore")
+			if err != nil {
+				t.Fatalf("iptables-restore: %v %s", err, out)
+			}
 		case "uptables exact":
 			d = p.startDaemon(t, rules.String(), "--mode", "exact")
-		case "uptables exact --gso":
-			d = p.startDaemon(t, rules.String(), "--mode", "exact", "--gso")
+		case "uptables exact --gso=false":
+			d = p.startDaemon(t, rules.String(), "--mode", "exact", "--gso=false")
+		case "uptables exact, stateful":
+			d = p.startDaemon(t, stateful, "--mode", "exact")
 		case "uptables lifecycle":
 			d = p.startDaemon(t, rules.String(), "--mode", "lifecycle")
 		}

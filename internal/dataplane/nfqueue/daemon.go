@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
@@ -50,9 +53,11 @@ type DaemonConfig struct {
 	// FailOpen: full queues accept (kernel flag), and a packet whose
 	// handling failed (panic, undecodable) is accepted; otherwise dropped.
 	FailOpen bool
-	GSO      bool
-	MaxLen   uint32 // queue length, 0 = kernel default 1024
-	RcvBuf   int    // socket receive buffer, 0 = 8 MiB
+	// GSO queues GSO/GRO aggregates whole (NFQA_CFG_F_GSO), as the
+	// kernel's iptables sees them; see the package comment.
+	GSO    bool
+	MaxLen uint32 // queue length, 0 = kernel default 1024
+	RcvBuf int    // socket receive buffer, 0 = 8 MiB
 	// BatchMax bounds how many verdicts wait before being sent; 0 = 64.
 	BatchMax int
 	Engine   *netfilter.Engine
@@ -64,6 +69,10 @@ type DaemonConfig struct {
 	NoReplies bool
 	// Now is the clock for packets without NFQA_TIMESTAMP; nil = time.Now.
 	Now func() time.Time
+	// ProcQueues is the kernel's queue table; "" =
+	// /proc/thread-self/net/netfilter/nfnetlink_queue (the calling
+	// thread's network namespace, the daemon's own).
+	ProcQueues string
 }
 
 // QueueStats are the counters of one worker.
@@ -80,7 +89,24 @@ type QueueStats struct {
 	ReplyErrors atomic.Uint64
 	Logs        atomic.Uint64
 	ReadErrors  atomic.Uint64
-	conn        *Conn // nil for other Queue implementations
+	// Cut counts packets longer than the kernel's 65531-byte copy
+	// (NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes: loopback's 64 KiB
+	// MTU, GRO aggregates), decided on their first 65531 bytes; CutRewrites
+	// those of them the engine rewrote, which cannot be handed back (the
+	// copy lacks their tail) and get the fail verdict instead.
+	Cut         atomic.Uint64
+	CutRewrites atomic.Uint64
+	// The kernel's own counters of the queue, read from
+	// /proc/net/netfilter/nfnetlink_queue by RefreshKernelStats: packets
+	// waiting for a verdict, packets dropped because the queue was full
+	// (queue_dropped; with fail-open the kernel accepts them and counts
+	// nothing) and packets it could not deliver to the socket
+	// (user_dropped, counted with fail-open too; uptables sees these as
+	// overruns, ENOBUFS).
+	KernelWaiting      atomic.Uint64
+	KernelQueueDropped atomic.Uint64
+	KernelUserDropped  atomic.Uint64
+	conn               *Conn // nil for other Queue implementations
 }
 
 // Daemon runs one worker per queue: read, decode, run the engine, verdict.
@@ -207,13 +233,48 @@ func (s *QueueStats) ConnStats() *Stats {
 	return &s.conn.Stats
 }
 
+// RefreshKernelStats reads the kernel's counters of the daemon's queues
+// (KernelWaiting, KernelQueueDropped, KernelUserDropped) from
+// /proc/net/netfilter/nfnetlink_queue, whose lines are "queue portid
+// waiting copy_mode copy_range queue_dropped user_dropped last_id 1".
+// It is the only place the kernel reports a full queue: no message
+// reaches the socket.
+func (d *Daemon) RefreshKernelStats() error {
+	path := d.cfg.ProcQueues
+	if path == "" {
+		path = "/proc/thread-self/net/netfilter/nfnetlink_queue"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var num, portid, waiting, mode, rng, qdrop, udrop uint64
+		if n, _ := fmt.Sscan(line, &num, &portid, &waiting, &mode, &rng, &qdrop, &udrop); n != 7 {
+			continue
+		}
+		for _, s := range d.stats {
+			if uint64(s.Num) == num {
+				s.KernelWaiting.Store(waiting)
+				s.KernelQueueDropped.Store(qdrop)
+				s.KernelUserDropped.Store(udrop)
+			}
+		}
+	}
+	return nil
+}
+
 // WriteStats prints the counters, one line per queue, in a stable
-// key=value form (the state directory's stats file).
+// key=value form (the state directory's stats file), with the kernel's
+// counters freshly read.
 func (d *Daemon) WriteStats(b *bytes.Buffer) {
+	_ = d.RefreshKernelStats() // a kernel without the file leaves them 0
 	for _, s := range d.stats {
 		fmt.Fprintf(b, "queue=%d packets=%d accepted=%d dropped=%d requeued=%d modified=%d panics=%d undecodable=%d replies=%d reply_errors=%d logs=%d read_errors=%d",
 			s.Num, s.Packets.Load(), s.Accepted.Load(), s.Dropped.Load(), s.Requeued.Load(), s.Modified.Load(), s.Panics.Load(),
 			s.Undecodable.Load(), s.Replies.Load(), s.ReplyErrors.Load(), s.Logs.Load(), s.ReadErrors.Load())
+		fmt.Fprintf(b, " cut=%d cut_rewrites=%d kernel_waiting=%d kernel_queue_dropped=%d kernel_user_dropped=%d", s.Cut.Load(), s.CutRewrites.Load(),
+			s.KernelWaiting.Load(), s.KernelQueueDropped.Load(), s.KernelUserDropped.Load())
 		if c := s.conn; c != nil {
 			fmt.Fprintf(b, " verdict_msgs=%d batches=%d sends=%d overruns=%d netlink_errors=%d",
 				c.Stats.Verdicts.Load(), c.Stats.Batches.Load(), c.Stats.Sends.Load(), c.Stats.Overruns.Load(), c.Stats.NetlinkErr.Load())
@@ -239,6 +300,9 @@ type worker struct {
 	snap [256]byte
 	// panicHook, when set (tests), runs inside the packet handler.
 	panicHook func(*Msg)
+	// beforeRead, when set (tests), runs before each read: a test stalls
+	// the worker there to fill the kernel's queue.
+	beforeRead func()
 }
 
 func (w *worker) run() {
@@ -252,6 +316,9 @@ func (w *worker) run() {
 	}()
 	pending := 0
 	for !w.d.stopped.Load() {
+		if w.beforeRead != nil {
+			w.beforeRead()
+		}
 		err := w.q.Read(&w.msg, pending == 0)
 		if err == ErrNoPacket {
 			if pending > 0 {
@@ -306,7 +373,8 @@ func (w *worker) handle(m *Msg) {
 	}
 	path, ok := PathForHook(m.Hook)
 	p := &w.pkt
-	if !ok || m.Malformed || p.Decode(m.Payload) == packet.BadL3 || p.Version != 4 {
+	data, cut := uncut(m)
+	if !ok || m.Malformed || p.Decode(data) == packet.BadL3 || p.Version != 4 {
 		w.st.Undecodable.Add(1)
 		w.q.Verdict(m.ID, w.fail)
 		w.count(w.fail)
@@ -333,6 +401,11 @@ func (w *worker) handle(m *Msg) {
 		p.TimeNS = w.d.cfg.Now().UnixNano()
 	}
 	p.UID, p.GID, p.HasOwner = m.UID, m.GID, m.HasUID
+	// A cut packet's checksum cannot be verified: its tail is missing.
+	p.L4CsumTrusted = csumTrusted(m.SkbInfo) || cut
+	if cut {
+		w.st.Cut.Add(1)
+	}
 	n := copy(w.snap[:], p.Data)
 	origLen := len(p.Data)
 
@@ -342,7 +415,16 @@ func (w *worker) handle(m *Msg) {
 	case xt.VerdictAccept:
 		markChanged := p.Mark != m.Mark
 		modified := len(p.Data) != origLen || !bytes.Equal(w.snap[:n], p.Data[:n])
+		if modified && cut {
+			w.st.CutRewrites.Add(1)
+			w.q.Verdict(m.ID, w.fail)
+			w.count(w.fail)
+			return
+		}
 		if modified {
+			if m.SkbInfo&skbCsumNotReady != 0 {
+				completeL4Checksum(p.Data)
+			}
 			w.st.Modified.Add(1)
 			w.q.VerdictWith(m.ID, Accept, p.Mark, markChanged, p.Data)
 		} else if markChanged {
@@ -371,4 +453,71 @@ func (w *worker) count(v Verdict) {
 	} else {
 		w.st.Dropped.Add(1)
 	}
+}
+
+// csumTrusted reads NFQA_SKB_INFO the way the kernel's conntrack and
+// nf_reject read skb->ip_summed (nf_ip_checksum): a checksum not computed
+// yet (CSUMNOTREADY, CHECKSUM_PARTIAL) or already verified (neither bit:
+// CHECKSUM_UNNECESSARY or csum_valid) is not checked; only a packet marked
+// CSUM_NOTVERIFIED is. Without the bits (no NFQA_SKB_INFO at all) the
+// kernel had nothing to report: the checksum needs no check.
+func csumTrusted(info uint32) bool {
+	return info&skbCsumNotReady != 0 || info&skbCsumNotVerified == 0
+}
+
+// completeL4Checksum computes the full TCP or UDP checksum of an IPv4
+// packet whose checksum the kernel had left to the device
+// (CHECKSUM_PARTIAL: the field holds the pseudo-header sum, possibly
+// patched incrementally by a rewrite). It is called only for a packet the
+// engine rewrote: the kernel installs a replacement payload as
+// CHECKSUM_NONE (nfqnl_mangle), so from then on the field must be the real
+// checksum or the receiving socket drops the segment; an unmodified
+// packet keeps its skb and its offload. As skb_checksum_help does for a
+// queue without NFQA_CFG_F_GSO, the cost is one pass over the packet.
+// Other protocols (SCTP's CRC32c) and fragments are left as they are.
+func completeL4Checksum(b []byte) {
+	if len(b) < header.IPv4MinLen || b[0]>>4 != 4 {
+		return
+	}
+	ip := header.IPv4(b)
+	hl, tot := ip.HeaderLen(), int(ip.TotalLen())
+	if hl < header.IPv4MinLen || tot > len(b) || tot < hl || ip.FragOff() != 0 || ip.MoreFragments() {
+		return
+	}
+	l4 := b[hl:tot]
+	ps := header.PseudoHeaderSum(b[12:16], b[16:20], ip.Protocol(), len(l4))
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		if len(l4) >= header.TCPMinLen {
+			t := header.TCP(l4)
+			t.SetChecksum(t.CalculateChecksum(ps))
+		}
+	case header.ProtoUDP:
+		if len(l4) >= header.UDPLen {
+			u := header.UDP(l4)
+			u.SetChecksum(u.CalculateChecksum(ps))
+		}
+	}
+}
+
+// uncut returns the packet to decode. The kernel copies at most 65531
+// bytes (NFQNL_MAX_COPY_RANGE) and reports the real length in
+// NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes (every full-sized
+// segment on loopback, whose MTU is 65536, and large GRO aggregates) is
+// cut by up to 4 bytes of L4 payload. Rather than refusing it (it would
+// then bypass the rules with fail-open, or stall the connection with
+// fail-closed), the copy is extended with zeros to the real length when
+// the read buffer has room (Read leaves it after a datagram's last
+// message): headers, lengths, counters and conntrack's sequence tracking
+// are then exact, and only a match reading those last bytes (string, u32)
+// sees zeros. cut reports that this happened.
+func uncut(m *Msg) (data []byte, cut bool) {
+	data = m.Payload
+	n := int(m.CapLen)
+	if n <= len(data) || n > 0xffff || n > cap(data) {
+		return data, false
+	}
+	data = data[:n]
+	clear(data[len(m.Payload):])
+	return data, true
 }

@@ -55,12 +55,61 @@
 //   - connlimit still counts connections (they open with a SYN, close with
 //     FIN/RST), which is what the seeds need.
 //
+// # GSO and checksums
+//
+// The queue is bound with NFQA_CFG_F_GSO by default (--gso=false, TOML
+// gso = false, turns it off). GSO/GRO aggregates (up to 64 KiB of one TCP
+// flow) are then queued whole, which is what the kernel's own iptables
+// sees: its rule counters count one packet per aggregate with the
+// aggregate's length, and so do uptables' (TestDaemonGSOStateful: the
+// ESTABLISHED rule's bytes within 0.1 % of the kernel's). Without the flag
+// the kernel segments every aggregate before queueing, so uptables counts
+// one packet and one IP and TCP header per MSS (about 20 times the
+// packets and 4 % more bytes than the kernel) and runs about 7 times as
+// many packets through user space.
+//
+// NFQA_SKB_INFO tells how far the kernel got with the L4 checksum, and
+// uptables follows the kernel's own rule (nf_ip_checksum): only a packet
+// marked CSUM_NOTVERIFIED has its checksum tested (by conntrack in
+// PREROUTING, which makes a bad one INVALID, and by REJECT, which does not
+// answer it). A packet marked CSUMNOTREADY (CHECKSUM_PARTIAL: a local
+// socket's segment on loopback or veth, with GSO; its checksum field holds
+// only the pseudo-header sum) or carrying neither bit (already verified)
+// is trusted, as the kernel trusts it (packet.Packet.L4CsumTrusted).
+// Without GSO the kernel completes partial checksums before queueing.
+// A CSUMNOTREADY packet the engine rewrites (NAT, TTL, TCPMSS, DSCP) goes
+// back with its TCP or UDP checksum computed over the whole packet: the
+// kernel installs a replacement payload without checksum offload
+// (CHECKSUM_NONE), so the receiving socket would otherwise drop it
+// (TestDaemonGSORewrite); SCTP's CRC32c is not completed.
+//
+// The kernel copies at most 65531 bytes of a packet (NFQA_CAP_LEN gives
+// the real length). A 65532-65535-byte IPv4 packet (a full segment on
+// loopback, whose MTU is 65536) is decided on its copy padded with zeros
+// to its real length, so headers, counters and conntrack are exact and
+// only -m string/u32 reading its last 4 bytes differ; a rewrite of it
+// cannot be handed back and gets the fail verdict (QueueStats.Cut,
+// CutRewrites). With GSO, loopback TCP at the OUTPUT hook also produces
+// aggregates larger than 64 KiB (IPv4 total length 0, up to ~128 KiB seen
+// on this machine's kernel 6.18); the engine cannot represent them, so
+// they count as undecodable and get the fail verdict: accepted unseen
+// with fail-open, dropped with fail-closed. A host that needs fail-closed
+// bulk TCP over loopback should run with --gso=false (or not take over
+// the output hook).
+//
 // # Faults
 //
 // Fail-open (the default) sets NFQA_CFG_F_FAIL_OPEN (a full queue or
 // socket buffer accepts) and --queue-bypass on the kernel rules (no
 // listener, e.g. a SIGKILLed daemon: accept). Fail-closed does neither, so
-// both drop. A panic while handling a packet is recovered, logged with its
+// both drop (TestFullQueue, TestDaemonSIGKILL). The kernel tells a
+// listener nothing about a full queue; it counts the packets it dropped
+// (fail-closed only: accepting with fail-open counts nothing) and those
+// it could not deliver to the socket in /proc/net/netfilter/nfnetlink_queue,
+// which the stats file reports per queue (kernel_waiting,
+// kernel_queue_dropped, kernel_user_dropped; RefreshKernelStats). An
+// undeliverable packet also makes the socket's next read fail with
+// ENOBUFS (Stats.Overruns). A panic while handling a packet is recovered, logged with its
 // stack and counted (QueueStats.Panics), and the packet gets the fail
 // verdict; so does a payload that does not decode. The next start removes
 // a crashed run's kernel rules before installing its own.

@@ -54,6 +54,12 @@ const (
 	attrUID        = 16
 	attrGID        = 17
 
+	// NFQA_SKB_INFO bits: the state of the queued skb's checksum
+	// (skb->ip_summed) and whether it is a GSO aggregate.
+	skbCsumNotReady    = 1 // CHECKSUM_PARTIAL: the L4 checksum field holds only the pseudo-header sum
+	skbGSO             = 2 // a GSO/GRO aggregate (only with FlagGSO)
+	skbCsumNotVerified = 4 // CHECKSUM_NONE/COMPLETE not yet verified: the checksum must be checked
+
 	nlmsgHdrLen  = 16
 	nfgenHdrLen  = 4
 	nlaHdrLen    = 4

@@ -312,10 +312,11 @@ func (r *rejectRT) source(c *xt.Ctx) netip.Addr {
 
 // csumOK is nf_reject's checksum test: TCP, UDP and UDP-Lite checksums are
 // verified (a zero UDP checksum means none; UDP-Lite is not checked) unless the data plane vouches
-// for them or the packet is locally generated (OUTPUT).
+// for them (for every packet, or for this one: the kernel verified its
+// checksum or has not computed it yet) or the packet is locally generated (OUTPUT).
 func (r *rejectRT) csumOK(c *xt.Ctx) bool {
 	p := c.P
-	if c.L4CsumOK || c.Hook == xt.LocalOut {
+	if c.L4CsumOK || p.L4CsumTrusted || c.Hook == xt.LocalOut {
 		return true
 	}
 	switch p.Proto {
