@@ -7,6 +7,7 @@ import (
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/packet/packettest"
+	"github.com/uptables/uptables/internal/xt"
 )
 
 // routedRouter is a two-interface router: 10.1.0.1 (wan) and 10.2.0.1
@@ -99,5 +100,39 @@ func TestPathRoutedAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per routed packet", n)
+	}
+}
+
+// REJECT in FORWARD of a DNATed SYN: the RST is attached to the rejected
+// connection as RELATED; that connection never reached POSTROUTING, so the
+// RST crosses nat POSTROUTING (counted by its policy, as the kernel's
+// nf_nat_inet_fn does for non-ICMP RELATED packets) and leaves with the
+// public address. An ICMP error (REJECT with port unreachable) is only
+// translated and never traverses nat.
+func TestRelatedRSTTraversesNat(t *testing.T) {
+	h := load(t, `
+-t nat -A PREROUTING -p tcp -d 10.1.0.1 --dport 8080 -j DNAT --to-destination 10.2.0.2:80
+-t nat -A PREROUTING -p udp -d 10.1.0.1 --dport 8053 -j DNAT --to-destination 10.2.0.2:53
+-A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+-A FORWARD -p udp -j REJECT`)
+	h.w.SetRoute(routedRouter)
+	syn := packettest.TCP(packettest.TCPOpts{Src: "10.1.0.9", Dst: "10.1.0.1", SrcPort: 40000, DstPort: 8080, Flags: packettest.SYN, Seq: 1, Window: 1000})
+	if r := h.routed(syn, "wan"); r.Verdict != xt.VerdictDrop || len(h.rec.replies) != 1 {
+		t.Fatalf("SYN: %+v, %d replies; want dropped by REJECT with one RST", r, len(h.rec.replies))
+	}
+	var rst packet.Packet
+	rst.Decode(h.rec.replies[0])
+	if got := netip.AddrPortFrom(rst.Src, rst.SrcPort).String(); got != "10.1.0.1:8080" || rst.TCPFlags&packettest.RST == 0 {
+		t.Fatalf("RST from %s flags %#x, want from 10.1.0.1:8080", got, rst.TCPFlags)
+	}
+	if _, _, pol := h.ctr("nat", "POSTROUTING"); pol.Packets != 1 || pol.Bytes != 40 {
+		t.Fatalf("nat POSTROUTING policy %+v, want the RST (1 packet, 40 bytes)", pol)
+	}
+	udp := packettest.UDP(packettest.UDPOpts{Src: "10.1.0.9", Dst: "10.1.0.1", SrcPort: 40001, DstPort: 8053})
+	if r := h.routed(udp, "wan"); r.Verdict != xt.VerdictDrop || len(h.rec.replies) != 2 {
+		t.Fatalf("UDP: %+v, %d replies; want dropped by REJECT with an ICMP error", r, len(h.rec.replies))
+	}
+	if _, _, pol := h.ctr("nat", "POSTROUTING"); pol.Packets != 1 {
+		t.Fatalf("nat POSTROUTING policy %+v: the ICMP error must not traverse nat", pol)
 	}
 }
