@@ -149,7 +149,9 @@ type RouterScenario struct {
 	// Rules is the router's ruleset in iptables-save format.
 	Rules string
 	// Listen is served in the server namespace, RouterListen in the
-	// router's (REDIRECT to a local port).
+	// router's (REDIRECT to a local port): with RouterListen the router
+	// talks itself, and its own packets, recognised in the egress
+	// captures, run through OUTPUT in the replay.
 	Listen       Listen
 	RouterListen Listen
 	Client       []Step
@@ -376,7 +378,17 @@ func (sc *RouterScenario) Run(ctx context.Context, idx int, self, dir string) (o
 		}
 		ingress = append(ingress, frames...)
 	}
-	upt, rerr := ReplayRouter(rules, t, ingress, sc.Recent)
+	var egress []frame
+	if len(sc.RouterListen.TCP)+len(sc.RouterListen.UDP)+len(sc.RouterListen.HalfOpen) > 0 {
+		for _, dev := range []struct{ role, name string }{{"wan", t.WanIf}, {"lan", t.LanIf}} {
+			frames, err := readCapture(paths[dev.role+"-out.pcap"], dev.name)
+			if err != nil {
+				return out, err
+			}
+			egress = append(egress, frames...)
+		}
+	}
+	upt, rerr := ReplayRouter(rules, t, ingress, egress, sc.Recent)
 	out.Uptables = upt
 	if upt == nil {
 		return out, rerr

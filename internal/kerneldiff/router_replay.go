@@ -170,6 +170,7 @@ type RouterUptables struct {
 	Conntrack []string
 	Egress    map[string][]string
 	Packets   int // ingress packets run through the engine
+	Local     int // egress packets run as the router's own (OUTPUT)
 	Skipped   int // ingress frames that are not IPv4 (ARP)
 }
 
@@ -183,6 +184,49 @@ type routerEmitter struct {
 
 func (e *routerEmitter) Reply(c *xt.Ctx, pkt []byte) {
 	e.egress[c.P.InIface] = append(e.egress[c.P.InIface], fmtPacket(pkt))
+}
+
+// note adds the lines sent since the last call (seen counts them per
+// device) to the unmatched multiset.
+func (e *routerEmitter) note(sent map[string]map[string]int, seen map[string]int) {
+	for dev, lines := range e.egress {
+		for _, l := range lines[seen[dev]:] {
+			sent[dev] = ensure(sent[dev])
+			sent[dev][l]++
+		}
+		seen[dev] = len(lines)
+	}
+}
+
+func ensure(m map[string]int) map[string]int {
+	if m == nil {
+		return map[string]int{}
+	}
+	return m
+}
+
+// undoRedirect gives the router's own packet the form its OUTPUT hook saw.
+// The capture shows it after POSTROUTING: the reply of a connection that
+// PREROUTING redirected to a local port leaves with the address and port
+// the client asked for, while OUTPUT saw the local listener's and
+// translated it itself. The packet's inverted tuple is then the
+// connection's original tuple, and the form OUTPUT saw is its reply tuple.
+func undoRedirect(e *netfilter.Engine, p *packet.Packet) {
+	ct := e.ConntrackTable()
+	if ct == nil || !e.Conntrack() || p.Status != packet.OK || (p.Proto != 6 && p.Proto != 17) {
+		return
+	}
+	tu := conntrack.Tuple{Src: p.Dst, Dst: p.Src, Proto: p.Proto, SrcID: p.DstPort, DstID: p.SrcPort}
+	ent, dir, ok := ct.Lookup(tu, p.TimeNS)
+	if !ok || dir != conntrack.Original || ent.Status&conntrack.StatusDstNAT == 0 {
+		return
+	}
+	if ent.Reply.Src != p.Src {
+		p.SetSrc(ent.Reply.Src)
+	}
+	if ent.Reply.SrcID != p.SrcPort {
+		p.SetSrcPort(ent.Reply.SrcID)
+	}
 }
 
 func (e *routerEmitter) Log(_ *xt.Ctx, _ uint8, line []byte) { e.log = append(e.log, string(line)) }
@@ -252,23 +296,75 @@ func routerRoute(t RouterTopology) netfilter.RouteFunc {
 // connection table as conntrack -L prints it, and per device the packets
 // uptables sent (forwarded packets as they leave POSTROUTING, and REJECT's
 // replies).
-func ReplayRouter(rules string, t RouterTopology, ingress []frame, recent []string) (*RouterUptables, error) {
+//
+// egress, when not nil, are the router's egress captures, for scenarios
+// where the router itself talks (REDIRECT to a local listener): an egress
+// packet that is not one uptables forwarded or replied is the router's
+// own and runs OUTPUT and POSTROUTING at its capture time, in the form
+// OUTPUT saw (see undoRedirect).
+func ReplayRouter(rules string, t RouterTopology, ingress, egress []frame, recent []string) (*RouterUptables, error) {
 	eng, err := loadRouter(rules, t)
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(ingress, func(i, j int) bool { return ingress[i].ts < ingress[j].ts })
+	type item struct {
+		f   frame
+		out bool
+	}
+	var all []item
+	for _, f := range ingress {
+		all = append(all, item{f: f})
+	}
+	for _, f := range egress {
+		all = append(all, item{f: f, out: true})
+	}
+	// Ingress first at equal times: a packet is received before it (or
+	// what it causes) is sent.
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].f.ts != all[j].f.ts {
+			return all[i].f.ts < all[j].f.ts
+		}
+		return !all[i].out && all[j].out
+	})
 	em := &routerEmitter{egress: map[string][]string{}}
 	w := eng.NewWorker(em)
 	w.SetRoute(routerRoute(t))
 	res := &RouterUptables{Recent: map[string]string{}}
+	// sent counts, per device, the lines uptables sent that no egress
+	// frame has matched yet.
+	sent := map[string]map[string]int{}
+	seen := map[string]int{}
 	var p packet.Packet
 	var first, last int64
-	for i, f := range ingress {
+	for i, it := range all {
+		f := it.f
 		if i == 0 {
 			first = f.ts
 		}
 		last = f.ts
+		if it.out {
+			if f.ip == nil {
+				continue
+			}
+			em.note(sent, seen)
+			line := fmtPacket(f.ip)
+			if sent[f.dev][line] > 0 {
+				sent[f.dev][line]--
+				continue
+			}
+			// The router's own packet.
+			if p.Decode(f.ip) == packet.BadL3 {
+				continue
+			}
+			p.Link, p.InIface, p.OutIface, p.Mark, p.TimeNS, p.HasOwner = nil, "", f.dev, 0, f.ts, false
+			undoRedirect(eng, &p)
+			res.Local++
+			if r := w.Process(netfilter.PathOutput, &p); r.Verdict == xt.VerdictAccept {
+				em.egress[f.dev] = append(em.egress[f.dev], fmtPacket(p.Data))
+				seen[f.dev]++ // matched by this very frame
+			}
+			continue
+		}
 		if f.ip == nil {
 			res.Skipped++
 			continue

@@ -144,5 +144,17 @@ func RouterScenarios() []RouterScenario {
 			},
 			Recent: []string{"FWDNEW"},
 		},
+		{
+			Name:   "redirect-to-router",
+			Covers: "REDIRECT --to-ports with a range to a listener on the router, for its public address and for transit traffic to the server: INPUT sees the local port, the router's replies run OUTPUT in the local form and leave un-REDIRECTed (the public address and port, or the server's)",
+			Rules: rules(table("nat",
+				"-A PREROUTING -i {WIF} -d {RW}/32 -p tcp -m tcp --dport 8081 -j REDIRECT --to-ports 9000-9001",
+				"-A PREROUTING -i {WIF} -d {S}/32 -p tcp -m tcp --dport 7007 -j REDIRECT --to-ports 9001",
+				"-A OUTPUT -p tcp", "-A POSTROUTING -p tcp"),
+				table("filter", "-A INPUT -p tcp -m tcp --dport 9000", "-A INPUT -p tcp -m tcp --dport 9001", "-A INPUT -m conntrack --ctstate DNAT",
+					"-A OUTPUT -p tcp -m tcp --sport 9000", "-A OUTPUT -p tcp -m tcp --sport 9001", "-A OUTPUT -m conntrack --ctstate DNAT", "-A FORWARD")),
+			RouterListen: Listen{TCP: []uint16{9000, 9001}},
+			Client:       []Step{rtTCP("{C}", "{RW}", 8081, 2, 50, 300, 150, 1000), rtTCP("{C}", "{S}", 7007, 1, 0, 200, 150, 1000)},
+		},
 	}
 }
