@@ -127,7 +127,7 @@ func RouterScenarios() []RouterScenario {
 		},
 		{
 			Name:   "stateful-matches-forward",
-			Covers: "connlimit (--connlimit-above 2, REJECT tcp-reset from FORWARD: the RST leaves by the client's device), recent --set/--update --hitcount, limit with LOG, all on DNATed connections in FORWARD",
+			Covers: "connlimit (--connlimit-above 2, REJECT tcp-reset from FORWARD: the RST leaves by the client's device and crosses nat POSTROUTING), recent --set/--update --hitcount 4 dropping the fourth new connection, limit with LOG, all on DNATed connections in FORWARD",
 			Rules: rules(table("nat", "-A PREROUTING -d {RW}/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination {S}:7001"),
 				table("filter", ":FORWARD DROP",
 					"-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
@@ -136,11 +136,24 @@ func RouterScenarios() []RouterScenario {
 					"-A FORWARD -p tcp -m tcp --dport 7001 -m recent --update --seconds 60 --hitcount 4 --name FWDNEW --mask 255.255.255.255 --rsource -j DROP",
 					"-A FORWARD -p tcp -m tcp --dport 7001 -m limit --limit 2/sec --limit-burst 2 -j LOG --log-prefix \"FWD-NEW: \"",
 					"-A FORWARD -p tcp -m tcp --dport 7001 -j ACCEPT")),
-			Listen: Listen{HalfOpen: []uint16{7001}},
+			// Timeline (limit 2/s, burst 2: a token every 500 ms): {C}
+			// opens 4 connections 150 ms apart and holds them: 2 pass
+			// (LOG, LOG), 2 are reset by connlimit. At +1600 ms the
+			// bucket is full again; {C4} then opens 5 connections one
+			// at a time, ~300 ms apart, each closed at once (TIME_WAIT
+			// does not count for connlimit): the first three pass and
+			// are logged (the third with 0.2 tokens, 100 ms, to spare),
+			// the fourth and fifth reach 4 and 5 recent hits and are
+			// dropped (400 ms timeout, no retransmission).
+			Listen: Listen{TCP: []uint16{7001}},
 			Client: []Step{
 				{Op: OpTCP, Src: "{C}", Dst: "{RW}", DPort: 8080, Count: 4, GapMS: 150, HoldMS: 1200, TimeoutMS: 400, Background: true},
-				sleep(900),
-				rtTCP("{C3}", "{RW}", 8080, 5, 150, 0, 100, 400),
+				sleep(1600),
+				rtTCP("{C4}", "{RW}", 8080, 1, 0, 0, 0, 400), sleep(300),
+				rtTCP("{C4}", "{RW}", 8080, 1, 0, 0, 0, 400), sleep(300),
+				rtTCP("{C4}", "{RW}", 8080, 1, 0, 0, 0, 400), sleep(300),
+				rtTCP("{C4}", "{RW}", 8080, 1, 0, 0, 0, 400), sleep(300),
+				rtTCP("{C4}", "{RW}", 8080, 1, 0, 0, 0, 400),
 			},
 			Recent: []string{"FWDNEW"},
 		},
