@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -259,10 +261,21 @@ func (sc *RouterScenario) Run(ctx context.Context, idx int, self, dir string) (o
 	if err != nil {
 		return nil, fmt.Errorf("namespace setup: %w", err)
 	}
-	for _, x := range []struct{ ns, dev string }{{t.ClientNS, t.ClientIf}, {t.ServerNS, t.ServerIf}, {t.RouterNS, t.WanIf}, {t.RouterNS, t.LanIf}} {
-		if _, err := runScript(ctx, x.ns, self, helperInput{TxCsumOff: x.dev}); err != nil {
-			return nil, err
-		}
+	// The four helpers switching TX checksum offload off run at once
+	// (each is a process start, slow under -race on a loaded machine).
+	devs := []struct{ ns, dev string }{{t.ClientNS, t.ClientIf}, {t.ServerNS, t.ServerIf}, {t.RouterNS, t.WanIf}, {t.RouterNS, t.LanIf}}
+	errs := make([]error, len(devs))
+	var wg sync.WaitGroup
+	for i, x := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = runScript(ctx, x.ns, self, helperInput{TxCsumOff: x.dev})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if _, err := nsRun(ctx, t.RouterNS, "iptables-restore", rulesPath); err != nil {
 		return nil, fmt.Errorf("kernel refused the ruleset: %w", err)
@@ -296,19 +309,32 @@ func (sc *RouterScenario) Run(ctx context.Context, idx int, self, dir string) (o
 			_ = c.stop()
 		}
 	}()
+	// The four captures start at once; each is waited for until it
+	// reports that it is capturing.
 	paths := map[string]string{}
-	for _, rc := range routerCaps {
+	started := make([]*capture, len(routerCaps))
+	cerrs := make([]error, len(routerCaps))
+	for i, rc := range routerCaps {
 		dev := t.WanIf
 		if rc.ifc == "lan" {
 			dev = t.LanIf
 		}
 		p := filepath.Join(dir, rc.name)
 		paths[rc.name] = p
-		c, err := startIfCapture(t.RouterNS, dev, rc.dir, p)
-		if err != nil {
-			return out, err
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started[i], cerrs[i] = startIfCapture(t.RouterNS, dev, rc.dir, p)
+		}()
+	}
+	wg.Wait()
+	for _, c := range started {
+		if c != nil {
+			caps = append(caps, c)
 		}
-		caps = append(caps, c)
+	}
+	if err := errors.Join(cerrs...); err != nil {
+		return out, err
 	}
 	if len(client) > 0 {
 		rep, err := runScript(ctx, t.ClientNS, self, helperInput{Steps: client})
@@ -325,13 +351,19 @@ func (sc *RouterScenario) Run(ctx context.Context, idx int, self, dir string) (o
 		}
 	}
 	time.Sleep(settleDelay)
-	for _, c := range caps {
-		if err := c.stop(); err != nil {
-			caps = nil
-			return out, err
-		}
+	serrs := make([]error, len(caps))
+	for i, c := range caps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serrs[i] = c.stop()
+		}()
 	}
+	wg.Wait()
 	caps = nil
+	if err := errors.Join(serrs...); err != nil {
+		return out, err
+	}
 
 	// The kernel's view.
 	k := &out.Kernel
