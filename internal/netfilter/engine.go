@@ -182,6 +182,8 @@ type Worker struct {
 	wholeBuf []byte
 	// inner is the datagram quoted by an ICMP error, for NAT.
 	inner packet.Packet
+	// route decides where PathRouted packets go after PREROUTING.
+	route RouteFunc
 	// nftrace state of the current packet (TRACE): its trace id, whether
 	// the current base chain printed its PACKET line, and a line buffer.
 	traceID     uint32
@@ -235,6 +237,10 @@ func (w *Worker) SetNoQueueListener(on bool) {
 // carries offloaded, not yet computed checksums). REJECT then answers them.
 func (w *Worker) TrustL4Checksums(ok bool) { w.ctx.L4CsumOK = ok }
 
+// SetRoute installs the routing decision of PathRouted packets (nil: every
+// such packet is delivered locally).
+func (w *Worker) SetRoute(fn RouteFunc) { w.route = fn }
+
 // SetTracer installs (or with nil removes) a tracer.
 func (w *Worker) SetTracer(t Tracer) {
 	w.tracer = t
@@ -251,7 +257,21 @@ const (
 	PathOutput
 	// PathForward: routed through (PREROUTING, FORWARD, POSTROUTING).
 	PathForward
+	// PathRouted: received from a device, destination not yet routed.
+	// PREROUTING runs first; then the worker's route function (SetRoute)
+	// decides on the destination PREROUTING left — after DNAT, REDIRECT or
+	// a conntrack binding rewrote it — whether the packet is delivered
+	// locally (INPUT) or forwarded (FORWARD, POSTROUTING), as the kernel's
+	// ip_rcv_finish routes only after the PREROUTING hook. Result.Path says
+	// which. Without a route function the packet is delivered locally.
+	PathRouted
 )
+
+// RouteFunc is the routing decision of a PathRouted packet after
+// PREROUTING (ip_route_input_noref): local reports delivery to this host,
+// otherwise out names the output device of the forwarded packet. It must
+// not retain p and, on the packet path, must not allocate.
+type RouteFunc func(p *packet.Packet) (out string, local bool)
 
 // Result is the outcome of one packet.
 type Result struct {
@@ -267,12 +287,17 @@ type Result struct {
 	Tracked bool
 	// Orig is the connection's original tuple when the packet had one.
 	Orig conntrack.Tuple
+	// Path is the path the packet took: the one given to Process, or for
+	// PathRouted the one the route function chose (PathInput or
+	// PathForward). A packet dropped in PREROUTING keeps PathRouted.
+	Path Path
 }
 
 var pathHooks = [...][]xt.Hook{
 	PathInput:   {xt.PreRouting, xt.LocalIn},
 	PathOutput:  {xt.LocalOut, xt.PostRouting},
 	PathForward: {xt.PreRouting, xt.Forward, xt.PostRouting},
+	PathRouted:  {xt.PreRouting},
 }
 
 // step is one function registered at a hook, in priority order.
@@ -332,7 +357,7 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 		}
 	}
 	w.last = Decision{}
-	res := Result{Verdict: xt.VerdictAccept, Tracked: ct != nil}
+	res := Result{Verdict: xt.VerdictAccept, Tracked: ct != nil, Path: path}
 	hooks := pathHooks[path]
 	if ct != nil && attach == nil && defrag.IsFragment(p) {
 		q, ok := w.reassemble(w.e.frag.Load(), hooks[0], p)
@@ -348,8 +373,12 @@ func (w *Worker) process(path Path, p *packet.Packet, attach *conntrack.Result) 
 	// sees OUT= empty; ip_forward then drops packets whose TTL would expire
 	// and decrements the TTL before FORWARD (spec audit, measured).
 	outIface := p.OutIface
+	if path == PathRouted {
+		p.OutIface, outIface = "", ""
+	}
 hooks:
-	for _, h := range hooks {
+	for i := 0; i < len(hooks); i++ {
+		h := hooks[i]
 		x.Hook = h
 		res.Hook = h
 		if path == PathForward {
@@ -425,6 +454,20 @@ hooks:
 				res.Verdict = xt.VerdictDrop
 			}
 			break hooks
+		}
+		if path == PathRouted {
+			// Routed on the destination PREROUTING left (DNAT included);
+			// the rest is the chosen path's, whose first hook is
+			// PREROUTING too.
+			path = PathInput
+			if w.route != nil {
+				out, local := w.route(p)
+				if !local {
+					path, outIface = PathForward, out
+				}
+			}
+			res.Path = path
+			hooks = pathHooks[path]
 		}
 	}
 	p.OutIface = outIface

@@ -17,7 +17,7 @@ func (w *Worker) nat(c *compiled, h xt.Hook, ct *conntrack.Table) xt.Verdict {
 		return xt.VerdictAccept
 	}
 	m := conntrack.ManipForHook(h)
-	if x.CT.Info.State == conntrack.New && !conn.NATInitialized(m) {
+	if natTraverses(x.CT.Info.State, x.P.Proto) && !conn.NATInitialized(m) {
 		if t := c.tables[tNat]; t != nil {
 			if v := w.runTable(t, h); v != xt.VerdictAccept {
 				return v
@@ -35,6 +35,23 @@ func (w *Worker) nat(c *compiled, h xt.Hook, ct *conntrack.Table) xt.Verdict {
 		manip(p, rw.Manip == conntrack.ManipSrc, rw)
 	}
 	return xt.VerdictAccept
+}
+
+// natTraverses reports whether a packet in state st may bind its
+// connection through the nat chains (nf_nat_inet_fn): a NEW packet, and a
+// RELATED one that is not ICMP — ICMP errors are only translated
+// (nf_nat_icmp_reply_translation), but e.g. the RST REJECT sends, attached
+// to the rejected packet's connection as RELATED, crosses nat POSTROUTING
+// when that connection never got there (rejected in FORWARD after a DNAT:
+// measured, internal/kerneldiff router scenario stateful-matches-forward).
+func natTraverses(st conntrack.CtState, proto uint8) bool {
+	switch st {
+	case conntrack.New:
+		return true
+	case conntrack.Related:
+		return proto != 1 && proto != 58
+	}
+	return false
 }
 
 func manip(p *packet.Packet, src bool, rw conntrack.Rewrite) {

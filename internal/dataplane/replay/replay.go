@@ -5,9 +5,12 @@
 // Each frame's link header is cut off (Ethernet, Linux cooked v1/v2, raw IP),
 // the IPv4 packet is decoded into one reused packet.Packet and sent along the
 // path the --local addresses imply: from a local address it was locally
-// generated (OUTPUT, POSTROUTING), to a local address it arrived for this
-// host (PREROUTING, INPUT), otherwise it was forwarded. The engine's clock is
-// the capture's timestamps, so a replay is deterministic.
+// generated (OUTPUT, POSTROUTING); otherwise it was received, and is routed
+// after PREROUTING as the kernel routes it, on the destination PREROUTING
+// left: to a local address it is delivered (INPUT), else forwarded
+// (FORWARD, POSTROUTING) — so DNAT of a packet for this host to another
+// host forwards it, REDIRECT of a passing packet delivers it. The engine's
+// clock is the capture's timestamps, so a replay is deterministic.
 //
 // Replies that targets emit (REJECT's RST or ICMP error) cross OUTPUT and
 // POSTROUTING inside the engine, as the kernel sends them with
@@ -169,6 +172,9 @@ type Replayer struct {
 	tr     *tracer
 	first  int64
 	last   int64
+	// fwdOut is the output device of the current frame if it is
+	// forwarded (route).
+	fwdOut string
 }
 
 // New returns a Replayer driving eng.
@@ -183,6 +189,7 @@ func New(eng *netfilter.Engine, cfg Config) *Replayer {
 	}
 	r.w = eng.NewWorker(r)
 	r.w.SetNoQueueListener(true)
+	r.w.SetRoute(r.route)
 	if cfg.Observer != nil || cfg.Trace != nil {
 		r.tr = newTracer(eng, cfg.Trace)
 		r.w.SetTracer(r.tr)
@@ -281,6 +288,13 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	p := &r.pkt
 	path := r.classify(p.Src, p.Dst)
 	in, out := r.ifaces(ifc.name)
+	// A received packet is routed after PREROUTING, on the destination
+	// PREROUTING left (route): DNAT to another host forwards a packet
+	// sent to a local address, DNAT or REDIRECT to a local address
+	// delivers one that was passing through. path is the guess from the
+	// captured addresses, which the trace header shows; the engine's
+	// Result.Path is the path taken.
+	run := netfilter.PathRouted
 	switch path {
 	case netfilter.PathInput:
 		p.InIface, p.OutIface = in, ""
@@ -288,9 +302,11 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 		p.InIface, p.OutIface = "", out
 		undoLocalNAT(r.eng, p)
 		setOwner(r.cfg.LocalOwner, p)
+		run = netfilter.PathOutput
 	default:
 		p.InIface, p.OutIface = in, out
 	}
+	r.fwdOut = out
 	p.Mark = 0
 	if path != netfilter.PathOutput {
 		p.HasOwner = false
@@ -300,7 +316,10 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	if r.tr != nil {
 		r.tr.begin(r.index, path, p)
 	}
-	res := r.w.Process(path, p)
+	res := r.w.Process(run, p)
+	if res.Path != netfilter.PathRouted {
+		path = res.Path
+	}
 	if r.tr != nil {
 		r.tr.end(res)
 	}
@@ -339,6 +358,16 @@ func (r *Replayer) classify(src, dst netip.Addr) netfilter.Path {
 		return netfilter.PathInput
 	}
 	return netfilter.PathForward
+}
+
+// route is the routing decision of a received packet after PREROUTING
+// (netfilter.RouteFunc): local addresses are delivered, anything else is
+// forwarded out of the output device.
+func (r *Replayer) route(p *packet.Packet) (string, bool) {
+	if r.isLocal(p.Dst) {
+		return "", true
+	}
+	return r.fwdOut, false
 }
 
 func (r *Replayer) isLocal(a netip.Addr) bool {

@@ -2,6 +2,7 @@ package target
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 
 	"github.com/uptables/uptables/internal/conntrack"
@@ -281,33 +282,82 @@ func (r *natRT) uniqueTuple(c *xt.Ctx, cur conntrack.Tuple, m conntrack.Manip, m
 	}
 }
 
-// pickAddr chooses the address from [minA, maxA] (IPv4 ranges; an IPv6
-// range only ever has one address here) by a fixed hash of the original
-// source and, without --persistent, destination: deterministic, so the same
-// client gets the same address across connections, reloads and restarts.
+// pickAddr chooses the address from [minA, maxA] as the kernel's
+// find_best_ips_proto does, so that uptables and the kernel send the same
+// client to the same address (measured against the kernel in
+// internal/kerneldiff, router scenario dnat-ranges): j = jhash2 of the
+// connection's source address as the kernel stores it (a 16-byte
+// nf_inet_addr, four host-order words, the IPv4 address in the first and
+// zeros after it) with the initial value 0 under --persistent, else the
+// destination's first word XOR the zone; the address is then
+// min + reciprocal_scale(j, max-min+1), i.e. min + (j*dist)>>32. IPv4
+// ranges only; an IPv6 range only ever has one address here.
 func (r *natRT) pickAddr(t conntrack.Tuple, minA, maxA netip.Addr) netip.Addr {
-	if minA == maxA || !minA.Is4() || !maxA.Is4() {
+	if minA == maxA || !minA.Is4() || !maxA.Is4() || !t.Src.Is4() || !t.Dst.Is4() {
 		return minA
 	}
 	lo, hi := addr4(minA), addr4(maxA)
 	dist := uint64(hi-lo) + 1
-	var salt uint64
+	var init uint32
 	if !r.persistent {
-		salt = uint64(addrKey(t.Dst)) ^ uint64(t.Zone)
+		init = hostWord(t.Dst) ^ uint32(t.Zone)
 	}
-	h := mix64(uint64(addrKey(t.Src))<<32 ^ salt ^ 0x2545f4914f6cdd1d)
-	return from4(lo + uint32((h>>32)*dist>>32))
+	j := jhash2([4]uint32{hostWord(t.Src), 0, 0, 0}, init)
+	return from4(lo + uint32(uint64(j)*dist>>32))
 }
 
-// addrKey folds an address to 32 bits.
-func addrKey(a netip.Addr) uint32 {
-	if a.Is4() {
-		return addr4(a)
-	}
-	b := a.As16()
-	var k uint32
-	for i := 0; i < 16; i += 4 {
-		k ^= uint32(b[i])<<24 | uint32(b[i+1])<<16 | uint32(b[i+2])<<8 | uint32(b[i+3])
-	}
-	return k
+// hostWord is an IPv4 address as the kernel's u32 view of its network-order
+// bytes reads on a little-endian machine (the machines the kernel
+// behaviour was measured on).
+func hostWord(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// jhash2 is Bob Jenkins' lookup3 hashword over k with initial value init,
+// the kernel's jhash2 (include/linux/jhash.h), for four words: one mix
+// round over the first three, then the fourth added to a and the final
+// mix.
+func jhash2(k [4]uint32, init uint32) uint32 {
+	a := 0xdeadbeef + uint32(len(k))<<2 + init
+	b, c := a, a
+	a += k[0]
+	b += k[1]
+	c += k[2]
+	// mix
+	a -= c
+	a ^= bits.RotateLeft32(c, 4)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 6)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 8)
+	b += a
+	a -= c
+	a ^= bits.RotateLeft32(c, 16)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 19)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 4)
+	b += a
+	a += k[3]
+	// final
+	c ^= b
+	c -= bits.RotateLeft32(b, 14)
+	a ^= c
+	a -= bits.RotateLeft32(c, 11)
+	b ^= a
+	b -= bits.RotateLeft32(a, 25)
+	c ^= b
+	c -= bits.RotateLeft32(b, 16)
+	a ^= c
+	a -= bits.RotateLeft32(c, 4)
+	b ^= a
+	b -= bits.RotateLeft32(a, 14)
+	c ^= b
+	c -= bits.RotateLeft32(b, 24)
+	return c
 }
