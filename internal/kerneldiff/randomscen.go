@@ -21,75 +21,98 @@ func randomLog(prefix string) string {
 	return `-j LOG --log-prefix "` + prefix + `" --log-tcp-sequence --log-tcp-options --log-ip-options`
 }
 
+// diagRules are LOG rules that print every packet's conntrack state in
+// mangle PREROUTING and OUTPUT (KERNELDIFF_RANDOM_DIAG=1): the LOG diff
+// then names each packet the two sides classify differently.
+func diagRules() []string {
+	var out []string
+	for _, chain := range []string{"PREROUTING", "OUTPUT"} {
+		for _, st := range []string{"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED"} {
+			out = append(out, "-A "+chain+" -m conntrack --ctstate "+st+` -j LOG --log-prefix "d`+st[:3]+` "`)
+		}
+	}
+	return out
+}
+
 // randomStatefulRules uses state/conntrack everywhere (conntrack on).
-var randomStatefulRules = rules(
-	table("raw",
-		"-A PREROUTING -p udp -m udp --dport 7022 -j NOTRACK",
-		"-A PREROUTING -p icmp -m icmp --icmp-type 13 -j NOTRACK",
-		"-A PREROUTING -f",
-		"-A PREROUTING -m length --length 0:40",
-		"-A OUTPUT -p udp -m udp --sport 7022 -j NOTRACK"),
-	table("mangle",
-		"-A PREROUTING -m conntrack --ctstate INVALID",
-		"-A PREROUTING -m conntrack --ctstate NEW",
-		"-A PREROUTING -m conntrack --ctstate ESTABLISHED",
-		"-A PREROUTING -m conntrack --ctstate RELATED",
-		"-A PREROUTING -m conntrack --ctstate UNTRACKED",
-		"-A PREROUTING -m conntrack --ctstatus ASSURED",
-		"-A PREROUTING -m conntrack --ctstatus SEEN_REPLY",
-		"-A PREROUTING -m conntrack --ctstatus CONFIRMED",
-		"-A PREROUTING -m conntrack --ctdir ORIGINAL",
-		"-A PREROUTING -m conntrack --ctdir REPLY",
-		"-A PREROUTING -m conntrack --ctstate NEW --ctproto 6",
-		"-A PREROUTING -m conntrack --ctstate INVALID -m u32 --u32 \"0x4>>0x10&0x3=0x0\" "+randomLog("RINV "),
-		"-A PREROUTING -m ttl --ttl-eq 0",
-		"-A PREROUTING -m ttl --ttl-lt 2",
-		"-A PREROUTING -m ttl --ttl-gt 254",
-		"-A PREROUTING -m length --length 1000:65535",
-		"-A PREROUTING -m u32 --u32 \"0x0>>0x16&0x3c@0x0&0xffff=0x1b62\"",
-		"-A PREROUTING -m u32 --u32 \"0x0&0xffff=0x0:0x28\"",
-		"-A PREROUTING -m u32 --u32 \"0x6&0xff=0x6&&0x0>>0x16&0x3c@0xc>>0x1a&0x3c@0x0=0x0:0xffffffff\"",
-		"-A OUTPUT -m conntrack --ctstate RELATED",
-		"-A OUTPUT -m conntrack --ctstate INVALID",
-		"-A OUTPUT -m conntrack --ctstate ESTABLISHED",
-		"-A OUTPUT -m conntrack --ctstate UNTRACKED",
-		"-A OUTPUT -m conntrack --ctstate NEW"),
-	table("filter",
-		"-A INPUT -m state --state INVALID",
-		"-A INPUT -m state --state UNTRACKED",
-		"-A INPUT -p icmp -m state --state RELATED",
-		"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -m recent --set --name NULLSCAN --mask 255.255.255.255 --rsource",
-		"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG FIN,PSH,URG",
-		"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN FIN,SYN",
-		"-A INPUT -p tcp -m tcp --tcp-flags SYN,RST SYN,RST",
-		"-A INPUT -p tcp -m tcp --tcp-flags FIN,ACK FIN",
-		"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN",
-		"-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW",
-		"-A INPUT -p tcp -m tcp --tcp-option 2",
-		"-A INPUT -p tcp -m tcp --tcp-option 8",
-		"-A INPUT -p tcp -m tcp ! --tcp-option 4",
-		"-A INPUT -p tcp -m recent --rcheck --seconds 3600 --hitcount 3 --name NULLSCAN --mask 255.255.255.255 --rsource",
-		"-A INPUT -p icmp -m icmp --icmp-type 8",
-		"-A INPUT -p icmp -m icmp --icmp-type 3/3",
-		"-A INPUT -p icmp -m icmp --icmp-type 11",
-		"-A INPUT -p icmp -m icmp ! --icmp-type 0",
-		"-A INPUT -p icmp -m limit --limit 1/hour --limit-burst 7",
-		"-A INPUT -p udp -m udp --dport 7020",
-		"-A INPUT -p udp -m recent --set --name UDPSEEN --mask 255.255.255.255 --rsource",
-		"-A INPUT -p udp -m recent --rcheck --seconds 3600 --hitcount 5 --name UDPSEEN --mask 255.255.255.255 --rsource",
-		"-A INPUT -p 253",
-		"-A INPUT -p gre",
-		"-A INPUT -p sctp",
-		"-A INPUT -f",
-		"-A INPUT -m length --length 1000:65535",
-		"-A INPUT -m conntrack --ctstate INVALID,RELATED,UNTRACKED -m u32 --u32 \"0x4>>0x10&0x3=0x0\" "+randomLog("IN "),
-		"-A INPUT -p tcp -m tcp --dport 7012 -j REJECT --reject-with tcp-reset",
-		"-A INPUT -p tcp -m state --state INVALID -m tcp --tcp-flags FIN,SYN FIN,SYN -j DROP",
-		"-A OUTPUT -p tcp -m tcp --tcp-flags RST RST",
-		"-A OUTPUT -p icmp -m icmp --icmp-type 3",
-		"-A OUTPUT -p icmp -m icmp --icmp-type 12",
-		"-A OUTPUT -p icmp -m icmp --icmp-type 0"),
-)
+func randomStatefulRules(diag bool) string {
+	var d []string
+	if diag {
+		d = diagRules()
+	}
+	return randomStatefulRulesWith(d)
+}
+
+func randomStatefulRulesWith(diag []string) string {
+	return rules(
+		table("raw",
+			"-A PREROUTING -p udp -m udp --dport 7022 -j NOTRACK",
+			"-A PREROUTING -p icmp -m icmp --icmp-type 13 -j NOTRACK",
+			"-A PREROUTING -f",
+			"-A PREROUTING -m length --length 0:40",
+			"-A OUTPUT -p udp -m udp --sport 7022 -j NOTRACK"),
+		table("mangle", append(diag,
+			"-A PREROUTING -m conntrack --ctstate INVALID",
+			"-A PREROUTING -m conntrack --ctstate NEW",
+			"-A PREROUTING -m conntrack --ctstate ESTABLISHED",
+			"-A PREROUTING -m conntrack --ctstate RELATED",
+			"-A PREROUTING -m conntrack --ctstate UNTRACKED",
+			"-A PREROUTING -m conntrack --ctstatus ASSURED",
+			"-A PREROUTING -m conntrack --ctstatus SEEN_REPLY",
+			"-A PREROUTING -m conntrack --ctstatus CONFIRMED",
+			"-A PREROUTING -m conntrack --ctdir ORIGINAL",
+			"-A PREROUTING -m conntrack --ctdir REPLY",
+			"-A PREROUTING -m conntrack --ctstate NEW --ctproto 6",
+			"-A PREROUTING -m conntrack --ctstate INVALID -m u32 --u32 \"0x4>>0x10&0x3=0x0\" "+randomLog("RINV "),
+			"-A PREROUTING -m ttl --ttl-eq 0",
+			"-A PREROUTING -m ttl --ttl-lt 2",
+			"-A PREROUTING -m ttl --ttl-gt 254",
+			"-A PREROUTING -m length --length 1000:65535",
+			"-A PREROUTING -m u32 --u32 \"0x0>>0x16&0x3c@0x0&0xffff=0x1b62\"",
+			"-A PREROUTING -m u32 --u32 \"0x0&0xffff=0x0:0x28\"",
+			"-A PREROUTING -m u32 --u32 \"0x6&0xff=0x6&&0x0>>0x16&0x3c@0xc>>0x1a&0x3c@0x0=0x0:0xffffffff\"",
+			"-A OUTPUT -m conntrack --ctstate RELATED",
+			"-A OUTPUT -m conntrack --ctstate INVALID",
+			"-A OUTPUT -m conntrack --ctstate ESTABLISHED",
+			"-A OUTPUT -m conntrack --ctstate UNTRACKED",
+			"-A OUTPUT -m conntrack --ctstate NEW")...),
+		table("filter",
+			"-A INPUT -m state --state INVALID",
+			"-A INPUT -m state --state UNTRACKED",
+			"-A INPUT -p icmp -m state --state RELATED",
+			"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -m recent --set --name NULLSCAN --mask 255.255.255.255 --rsource",
+			"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG FIN,PSH,URG",
+			"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN FIN,SYN",
+			"-A INPUT -p tcp -m tcp --tcp-flags SYN,RST SYN,RST",
+			"-A INPUT -p tcp -m tcp --tcp-flags FIN,ACK FIN",
+			"-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN",
+			"-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW",
+			"-A INPUT -p tcp -m tcp --tcp-option 2",
+			"-A INPUT -p tcp -m tcp --tcp-option 8",
+			"-A INPUT -p tcp -m tcp ! --tcp-option 4",
+			"-A INPUT -p tcp -m recent --rcheck --seconds 3600 --hitcount 3 --name NULLSCAN --mask 255.255.255.255 --rsource",
+			"-A INPUT -p icmp -m icmp --icmp-type 8",
+			"-A INPUT -p icmp -m icmp --icmp-type 3/3",
+			"-A INPUT -p icmp -m icmp --icmp-type 11",
+			"-A INPUT -p icmp -m icmp ! --icmp-type 0",
+			"-A INPUT -p icmp -m limit --limit 1/hour --limit-burst 7",
+			"-A INPUT -p udp -m udp --dport 7020",
+			"-A INPUT -p udp -m recent --set --name UDPSEEN --mask 255.255.255.255 --rsource",
+			"-A INPUT -p udp -m recent --rcheck --seconds 3600 --hitcount 5 --name UDPSEEN --mask 255.255.255.255 --rsource",
+			"-A INPUT -p 253",
+			"-A INPUT -p gre",
+			"-A INPUT -p sctp",
+			"-A INPUT -f",
+			"-A INPUT -m length --length 1000:65535",
+			"-A INPUT -m conntrack --ctstate INVALID,RELATED,UNTRACKED -m u32 --u32 \"0x4>>0x10&0x3=0x0\" "+randomLog("IN "),
+			"-A INPUT -p tcp -m tcp --dport 7012 -j REJECT --reject-with tcp-reset",
+			"-A INPUT -p tcp -m state --state INVALID -m tcp --tcp-flags FIN,SYN FIN,SYN -j DROP",
+			"-A OUTPUT -p tcp -m tcp --tcp-flags RST RST",
+			"-A OUTPUT -p icmp -m icmp --icmp-type 3",
+			"-A OUTPUT -p icmp -m icmp --icmp-type 12",
+			"-A OUTPUT -p icmp -m icmp --icmp-type 0"),
+	)
+}
 
 // randomStatelessRules has no stateful rule: conntrack stays off, so raw
 // and mangle PREROUTING see every fragment (-f, tiny first fragments that
@@ -144,12 +167,13 @@ func defaultRandomSeeds() []uint64 { return []uint64{1, 2} }
 // packet count: per seed one with conntrack and one without.
 func RandomScenarios(seeds []uint64, packets int) []Scenario {
 	var out []Scenario
+	diag := os.Getenv("KERNELDIFF_RANDOM_DIAG") != ""
 	for _, seed := range seeds {
 		for _, kind := range []struct {
 			name, rules, covers string
 			recent              []string
 		}{
-			{"stateful", randomStatefulRules, "hostile traffic with conntrack: ctstate/ctstatus/ctdir, NOTRACK, tcp flags/options, u32, ttl, length, icmp, limit, recent, LOG with all options, REJECT", []string{"NULLSCAN", "UDPSEEN"}},
+			{"stateful", randomStatefulRules(diag), "hostile traffic with conntrack: ctstate/ctstatus/ctdir, NOTRACK, tcp flags/options, u32, ttl, length, icmp, limit, recent, LOG with all options, REJECT", []string{"NULLSCAN", "UDPSEEN"}},
 			{"stateless", randomStatelessRules, "hostile traffic without conntrack: fragments in PREROUTING (-f, tiny first fragments), reassembly before INPUT, LOG of fragments", []string{"RUDP"}},
 		} {
 			spec := &RandomSpec{Seed: seed, Packets: packets, Iface: "{CIF}", Server: "{S}",
