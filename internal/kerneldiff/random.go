@@ -46,6 +46,11 @@ type RandomSpec struct {
 	Clients []string `json:"clients"` // source addresses (all owned by the client)
 	Conns   int      `json:"conns"`   // real TCP connections to rndTCPOpen
 	GapUS   int      `json:"gapus,omitempty"`
+	// Known adds the traffic uptables is known to disagree on (see
+	// knownDivergent): SCTP, GRE and DCCP junk, and malformed IP options,
+	// whose kernel parameter-problem reply is RELATED to the dropped
+	// packet's unconfirmed connection.
+	Known bool `json:"known,omitempty"`
 }
 
 // ConnInfo is a live TCP connection of the client: its tuple, the next
@@ -117,6 +122,7 @@ type rgen struct {
 	id      uint16
 	fragID  uint16
 	class   string
+	known   bool
 	out     []Frame
 }
 
@@ -130,7 +136,7 @@ func Generate(spec *RandomSpec, conns []ConnInfo, flows []UDPFlow) ([]Frame, err
 	if err != nil || !srv.Is4() {
 		return nil, fmt.Errorf("random: bad server address %q", spec.Server)
 	}
-	g := &rgen{r: rand.New(rand.NewPCG(spec.Seed, 0x75707461626c6573)), srv: srv, conns: conns, flows: flows}
+	g := &rgen{r: rand.New(rand.NewPCG(spec.Seed, 0x75707461626c6573)), srv: srv, conns: conns, flows: flows, known: spec.Known}
 	for _, c := range spec.Clients {
 		a, err := netip.ParseAddr(c)
 		if err != nil || !a.Is4() {
@@ -552,23 +558,36 @@ var ipOptionSets = [][]byte{
 	{1, 1, 1, 0},
 	{7, 7, 4, 0, 0, 0, 0, 0},
 	{7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-	{68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-	{68, 20, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	{68, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0}, // full: overflow counter bumped
+	{68, 20, 21, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	{148, 4, 0, 0},
 	{131, 7, 4, 10, 1, 1, 1, 0},
 	{137, 7, 4, 10, 1, 1, 1, 0},
 	{130, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	{0x99, 6, 1, 2, 3, 4, 1, 0},
+	// Known part (from knownIPOptions on): timestamps with room, which the
+	// kernel stamps with its clock at INPUT (LOG --log-ip-options prints
+	// them; the replay has only the capture's time, a millisecond off at
+	// times), and malformed options, which draw a parameter problem.
+	{68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	{68, 20, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 	{7, 2, 4, 0},
 	{7, 40, 4, 0},
 	{68, 3, 5, 0},
 	{1, 1, 148, 3},
-	{0x99, 6, 1, 2, 3, 4, 1, 0},
 }
+
+// knownIPOptions is where the known-divergent sets start in ipOptionSets.
+const knownIPOptions = 10
 
 // ipOptions: packets of every protocol with IP options.
 func (g *rgen) ipOptions() {
 	src := g.client()
-	h := ipHdr{src: src, dst: g.srv, id: g.nextID(), opts: pickOf(g, ipOptionSets)}
+	sets := ipOptionSets
+	if !g.known {
+		sets = sets[:knownIPOptions]
+	}
+	h := ipHdr{src: src, dst: g.srv, id: g.nextID(), opts: pickOf(g, sets)}
 	switch g.pick(3) {
 	case 0:
 		h.proto = 6
@@ -825,7 +844,11 @@ func (g *rgen) udp() {
 // tracker (GRE, SCTP, DCCP, UDP-Lite) and unassigned ones, with junk.
 func (g *rgen) otherProto() {
 	src := g.client()
-	proto := pickOf(g, []uint8{253, 254, 47, 132, 33, 136, 41, 50, 2, 0})
+	protos := []uint8{253, 254, 136, 41, 50, 2, 0}
+	if g.known {
+		protos = append(protos, 47, 132, 33)
+	}
+	proto := pickOf(g, protos)
 	g.emit(ipHdr{src: src, dst: g.srv, proto: proto, id: g.nextID()}.build(fill(g.pick(48), byte(g.pick(256)))))
 }
 

@@ -168,6 +168,7 @@ func defaultRandomSeeds() []uint64 { return []uint64{1, 2} }
 func RandomScenarios(seeds []uint64, packets int) []Scenario {
 	var out []Scenario
 	diag := os.Getenv("KERNELDIFF_RANDOM_DIAG") != ""
+	known := os.Getenv("KERNELDIFF_RANDOM_KNOWN") != ""
 	for _, seed := range seeds {
 		for _, kind := range []struct {
 			name, rules, covers string
@@ -177,7 +178,7 @@ func RandomScenarios(seeds []uint64, packets int) []Scenario {
 			{"stateless", randomStatelessRules, "hostile traffic without conntrack: fragments in PREROUTING (-f, tiny first fragments), reassembly before INPUT, LOG of fragments", []string{"RUDP"}},
 		} {
 			spec := &RandomSpec{Seed: seed, Packets: packets, Iface: "{CIF}", Server: "{S}",
-				Clients: []string{"{C}", "{C3}", "{C4}"}, Conns: randomConns}
+				Clients: []string{"{C}", "{C3}", "{C4}"}, Conns: randomConns, Known: known}
 			out = append(out, Scenario{
 				Name:   fmt.Sprintf("random-%s-seed%d-n%d", kind.name, seed, packets),
 				Covers: kind.covers,
