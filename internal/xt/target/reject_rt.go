@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/uptables/uptables/internal/conntrack"
 	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
@@ -317,6 +318,15 @@ func (r *rejectRT) csumOK(c *xt.Ctx) bool {
 		return true
 	}
 	if p.Status == packet.Fragment || p.L4Off <= 0 || p.L4Off > len(p.Data) {
+		return true
+	}
+	// Conntrack verified the checksum in PREROUTING (tcp_error/udp_error
+	// with nf_conntrack_checksum=1) and left the skb CHECKSUM_UNNECESSARY,
+	// which nf_ip_checksum trusts without summing again (measured on
+	// 6.18: with conntrack on, a SYN whose record-route option INPUT saw
+	// rewritten still got its RST).
+	if ct := c.Conntrack; ct != nil && !c.NoTrack && c.CT.Info.State != conntrack.Untracked &&
+		c.CT.Reason != conntrack.ReasonTruncated && c.CT.Reason != conntrack.ReasonChecksum && !ct.Config().NoChecksum {
 		return true
 	}
 	end := len(p.Data)
