@@ -162,12 +162,11 @@ func udpError(k *pkt) Reason {
 		}
 		return ReasonNone
 	}
-	if k.check {
-		kk := *k
-		kk.l4 = l[:ulen]
-		if !l4Checksum(&kk) {
-			return ReasonChecksum
-		}
+	// nf_ip_checksum covers everything after the IP header (skb->len -
+	// dataoff, the pseudo header's length too), not the UDP length field:
+	// a datagram shorter than the IP payload is checked with its trailer.
+	if k.check && !l4Checksum(k) {
+		return ReasonChecksum
 	}
 	return ReasonNone
 }
@@ -293,7 +292,9 @@ func innerTuple(k *pkt, zone uint16) (Tuple, bool) {
 	tu.Zone = zone
 	switch {
 	case hasPorts(tu.Proto):
-		if len(l4) < 8 {
+		// nf_ct_get_tuple_ports reads only the two ports of the quoted
+		// header: a quote cut after 4 bytes still names its connection.
+		if len(l4) < 4 {
 			return Tuple{}, false
 		}
 		tu.SrcID = binary.BigEndian.Uint16(l4)

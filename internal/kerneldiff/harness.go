@@ -237,8 +237,12 @@ type capture struct {
 // reports that it is capturing. `ip netns exec` execs tcpdump in place, so
 // the pid we hold is tcpdump's own.
 func startCapture(t Topology, path string) (*capture, error) {
+	// A snap length of 0 (262144) makes libpcap's ring hold only a few
+	// frames of its 2 MiB buffer in immediate mode, so bursts were lost on
+	// a busy machine; 2048 bytes hold any frame of the veth (MTU 1500) and
+	// -B gives the ring room for thousands.
 	cmd := exec.Command("ip", "netns", "exec", t.ServerNS, "tcpdump", "-i", t.ServerIf, "-n", "-U",
-		"--immediate-mode", "-s", "0", "-w", path)
+		"--immediate-mode", "-s", "2048", "-B", "16384", "-w", path)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -256,19 +260,34 @@ func startCapture(t Topology, path string) (*capture, error) {
 }
 
 // stop ends tcpdump with SIGINT (it flushes and closes the file), killing
-// it after a bound.
+// it after a bound. A capture that lost frames ("N packets dropped by
+// kernel" with N > 0) is an error: the replay would see fewer packets than
+// the kernel did.
 func (c *capture) stop() error {
 	_ = c.cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait() }()
 	select {
 	case <-done:
-		return nil
 	case <-time.After(tcpdumpStop):
 		_ = c.cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("tcpdump did not stop within %v", tcpdumpStop)
 	}
+	// tcpdump prints its statistics as it exits; the reader may still be
+	// on its way to them.
+	for i := 0; i < 20; i++ {
+		for _, l := range strings.Split(c.errw.text(), "\n") {
+			if n, ok := strings.CutSuffix(strings.TrimSpace(l), " packets dropped by kernel"); ok {
+				if n != "0" {
+					return fmt.Errorf("tcpdump lost frames: %s", strings.TrimSpace(l))
+				}
+				return nil
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return nil
 }
 
 // kmsg reads kernel log records appended after Open.

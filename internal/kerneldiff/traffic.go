@@ -77,6 +77,8 @@ type Step struct {
 	// hold connections open while others are attempted); the script ends
 	// when every background step has.
 	Background bool `json:"bg,omitempty"`
+	// Random is the hostile-traffic generator's input (OpRandom).
+	Random *RandomSpec `json:"random,omitempty"`
 }
 
 // Pkt describes a crafted IPv4 packet. Zero fields take the usual values
@@ -496,6 +498,8 @@ func runStep(s Step) (string, error) {
 		return runUDP(s, count, gap)
 	case OpRaw:
 		return runRaw(s, count, gap)
+	case OpRandom:
+		return runRandom(s.Random)
 	}
 	return "", fmt.Errorf("unknown op %q", s.Op)
 }

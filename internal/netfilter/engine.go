@@ -381,6 +381,13 @@ hooks:
 		h := hooks[i]
 		x.Hook = h
 		res.Hook = h
+		// ip_rcv_finish checks (and for local delivery updates) the IP
+		// options after PREROUTING: malformed ones and source routes are
+		// dropped there, outside netfilter.
+		if (h == xt.LocalIn || h == xt.Forward) && path != PathOutput && p.HdrLen > 20 && p.RcvOptions(h == xt.LocalIn, p.TimeNS) {
+			res.Verdict = xt.VerdictDrop
+			break hooks
+		}
 		if path == PathForward {
 			switch h {
 			case xt.PreRouting:

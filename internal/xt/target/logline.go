@@ -171,8 +171,9 @@ func (l *Log) appendIPv4(dst, d []byte, off int, p *packet.Packet) []byte {
 			break
 		}
 		if avail < 20 {
-			dst = appendIncomplete(dst, avail)
-			break
+			// nf_log_dump_tcp_header returns 1: the line ends here,
+			// without UID/GID/MARK.
+			return appendIncomplete(dst, avail)
 		}
 		th := d[l4:]
 		dst = appendField(dst, "SPT=", uint64(be16(th[0:])))
@@ -196,8 +197,9 @@ func (l *Log) appendIPv4(dst, d []byte, off int, p *packet.Packet) []byte {
 		dst = appendField(dst, "URGP=", uint64(be16(th[18:])))
 		if doff := int(th[12]>>4) * 4; l.Flags&LogTCPOpt != 0 && doff > 20 {
 			if avail < doff {
-				dst = append(dst, "TRUNCATED"...)
-				break
+				// The kernel prints "OPT (TRUNCATED)", without a
+				// trailing blank, and ends the line (no UID/MARK).
+				return append(dst, "OPT (TRUNCATED)"...)
 			}
 			dst = append(dst, "OPT ("...)
 			dst = appendUpperHex(dst, th[20:doff])
@@ -213,8 +215,8 @@ func (l *Log) appendIPv4(dst, d []byte, off int, p *packet.Packet) []byte {
 			break
 		}
 		if avail < 8 {
-			dst = appendIncomplete(dst, avail)
-			break
+			// nf_log_dump_udp_header returns 1: no UID/GID/MARK.
+			return appendIncomplete(dst, avail)
 		}
 		uh := d[l4:]
 		dst = appendField(dst, "SPT=", uint64(be16(uh[0:])))

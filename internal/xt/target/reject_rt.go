@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/uptables/uptables/internal/conntrack"
 	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/packet"
 	"github.com/uptables/uptables/internal/xt"
@@ -327,6 +328,15 @@ func (r *rejectRT) csumOK(c *xt.Ctx) bool {
 	if p.Status == packet.Fragment || p.L4Off <= 0 || p.L4Off > len(p.Data) {
 		return true
 	}
+	// Conntrack verified the checksum in PREROUTING (tcp_error/udp_error
+	// with nf_conntrack_checksum=1) and left the skb CHECKSUM_UNNECESSARY,
+	// which nf_ip_checksum trusts without summing again (measured on
+	// 6.18: with conntrack on, a SYN whose record-route option INPUT saw
+	// rewritten still got its RST).
+	if ct := c.Conntrack; ct != nil && !c.NoTrack && c.CT.Info.State != conntrack.Untracked &&
+		c.CT.Reason != conntrack.ReasonTruncated && c.CT.Reason != conntrack.ReasonChecksum && !ct.Config().NoChecksum {
+		return true
+	}
 	end := len(p.Data)
 	if p.TotalLen > 0 && p.TotalLen < end {
 		end = p.TotalLen
@@ -336,6 +346,14 @@ func (r *rejectRT) csumOK(c *xt.Ctx) bool {
 		return true
 	}
 	ip := p.Data
+	// nf_ip_checksum sums the whole skb from its data pointer, which at
+	// these hooks is the IP header: a valid header adds nothing, but one
+	// whose options ip_rcv_options rewrote (record route, timestamp:
+	// checksum not recomputed for local delivery) makes the test fail, so
+	// the kernel sends no RST/ICMP for such packets (measured on 6.18).
+	if p.Version == 4 && p.HdrLen >= 20 && p.HdrLen <= len(ip) && header.Sum(ip[:p.HdrLen], 0) != 0xffff {
+		return false
+	}
 	ps := header.PseudoHeaderSum(ip[12:16], ip[16:20], p.Proto, len(l4))
 	return header.Sum(l4, ps) == 0xffff
 }
