@@ -15,7 +15,7 @@ import (
 	"github.com/uptables/uptables"
 )
 
-// echoOnce accepts connections from ln until it is closed and echoes what
+// echoAll accepts connections from ln until it is closed and echoes what
 // each sends, recording the messages.
 func echoAll(ln net.Listener, got chan<- string) {
 	for {

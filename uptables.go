@@ -150,13 +150,32 @@ func (r *Rules) Save(w io.Writer) error {
 }
 
 // Event describes one synthetic packet and its outcome (WithObserver).
+// Its fields (Event is an alias, so go doc does not list them):
+//
+//	Time      time.Time       the packet's timestamp (WithClock)
+//	Proto     uint8           6 TCP, 17 UDP
+//	Kind      (fmt.Stringer)  "SYN", "SYN/ACK", "ACK", "DATA", "FIN", "RST" or "DGRAM"
+//	FromPeer  bool            true: client to local (INPUT); false: local to client (OUTPUT)
+//	Client    netip.AddrPort  the remote peer (the real client behind a trusted PROXY header)
+//	Local     netip.AddrPort  the listening address as the rules see it
+//	Len       int             payload bytes
+//	Outcome   Outcome         what the data plane did with it
+//	Decision  struct{Table, Chain string; Rule int; Verdict}
+//	                          the rule that took the final verdict (Rule 0 =
+//	                          the chain's policy); zero when no table had a
+//	                          rule for the packet's path
 type Event = proxy.Event
 
 // Outcome is what happened to a connection or datagram: accept, drop,
-// reset or close.
+// reset or close (the constants below; String gives the name).
 type Outcome = proxy.Outcome
 
-// The outcomes.
+// The outcomes: Accepted, the packet goes on; Dropped, DROP or a DROP
+// policy, so a connection is closed without a byte and a datagram
+// discarded; Reset, REJECT --reject-with tcp-reset, so the connection is
+// aborted and the client gets a RST; Closed, REJECT with an ICMP type,
+// which user space cannot send without privileges, so a connection is
+// closed (FIN) and a datagram discarded.
 const (
 	Accepted = proxy.Accepted
 	Dropped  = proxy.Dropped
@@ -164,7 +183,15 @@ const (
 	Closed   = proxy.Closed
 )
 
-// Stats are the firewall's connection and datagram counters.
+// Stats are the firewall's connection and datagram counters, all uint64
+// and counted since New (Stats is an alias, so go doc does not list them):
+// ConnsAccepted, ConnsDropped (DROP), ConnsReset (REJECT tcp-reset),
+// ConnsClosed (REJECT with an ICMP type), ConnsCut (admitted, then closed
+// because a later packet was refused), ConnsActive, UpstreamErrors,
+// ProxyHeaderErrs, Overload (refused at MaxConns or MaxSessions),
+// PacketsIn, PacketsOut, PacketsRefused (synthetic packets), DatagramsIn,
+// DatagramsOut, DatagramsDrop and SessionsEvicted (UDP sessions without a
+// reply ended to make room, as conntrack's early drop).
 type Stats = proxy.Stats
 
 // Option configures a Firewall.

@@ -1,7 +1,9 @@
 // Command uptables is iptables reimplemented in user space. When the first
 // argument is an option it behaves like iptables (`uptables -A INPUT ...`)
 // on a rule-set file instead of the kernel; otherwise the first argument
-// names a subcommand (save, restore, and those later issues add).
+// names a subcommand (save, restore, run, replay, gen, ipset, demo, and the
+// control-socket clients recent, conntrack, connlimit, hashlimit, status;
+// `uptables help` lists them).
 //
 // main.go only dispatches: each subcommand lives in its own file and is
 // listed once in subcommands below.

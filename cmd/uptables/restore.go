@@ -24,6 +24,12 @@ func runRestore(e *env, args []string) int {
 	fs.BoolVar(noflush, "n", false, "same as --noflush")
 	counters := fs.Bool("counters", false, "take [pkts:bytes] counters from the input")
 	fs.BoolVar(counters, "c", false, "same as --counters")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, "usage: uptables restore [--ruleset FILE] [--test] [--noflush] [--counters] < RULES\n\n"+
+			"iptables-restore for the rule-set FILE (default $UPTABLES_RULESET, then ./uptables.rules):\n"+
+			"the whole input is one transaction.\n\noptions:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

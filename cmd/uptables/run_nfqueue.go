@@ -90,6 +90,12 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	fs.StringVar(&o.persistDir, "persist-dir", "/var/lib/uptables", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (off = none)")
 	fs.StringVar(&o.control, "control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default <state-dir>/uptables.sock; off = none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, "usage: uptables run --nfqueue --rules FILE [options]\n\n"+
+			"The host's firewall (root): the kernel queues packets to uptables, which decides.\n"+
+			"Without privileges, in front of a service: uptables run --proxy (uptables run --help).\n\noptions:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, 2
 	}

@@ -64,8 +64,14 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	verbose := fs.Bool("v", false, "log every refused connection (debug level)")
 	ctlPath := fs.String("control", "", "control socket `PATH` for uptables --control, recent, conntrack... (default none)")
 	stateURL := fs.String("state", "", "where recent lists and hashlimit tables live: memory (default) or a redis:// / valkey:// `URL` shared by several daemons (?prefix=&timeout=50ms&fail=open|closed&share=recent,hashlimit)")
-	persistDir := fs.String("persist-dir", "off", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (default off)")
+	persistDir := fs.String("persist-dir", "off", "`DIR` where recent lists and hashlimit tables are saved every minute and at exit, and restored at start (off = none)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (host:port, /metrics), e.g. 127.0.0.1:9595")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, "usage: uptables run --rules FILE --proxy tcp:LISTEN=UPSTREAM [--proxy ...] [options]\n\n"+
+			"The rules in front of TCP/UDP services, without privileges. The host's firewall\n"+
+			"through NFQUEUE (root) is uptables run --nfqueue; see uptables run --nfqueue --help.\n\noptions:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -24,6 +24,11 @@ func runSave(e *env, args []string) int {
 	fs.BoolVar(counters, "counters", false, "same as -c")
 	table := fs.String("t", "", "only this table")
 	fs.StringVar(table, "table", "", "same as -t")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, "usage: uptables save [--ruleset FILE] [-c] [-t TABLE]\n\n"+
+			"iptables-save for the rule-set FILE (default $UPTABLES_RULESET, then ./uptables.rules).\n\noptions:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

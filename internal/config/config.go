@@ -4,7 +4,7 @@
 // never silently ignored.
 //
 //	rules = "/etc/uptables/rules.v4"
-//	mode = "nfqueue"            # or "proxy"
+//	mode = "nfqueue"            # uptables run --config runs only the NFQUEUE data plane today
 //	log = "syslog"              # stdout, syslog, or a file name
 //	state_dir = "/run/uptables"
 //	control = "/run/uptables/uptables.sock"  # control socket; default <state_dir>/uptables.sock, "off" = none

@@ -304,7 +304,7 @@ func decodeRequest(body io.Reader) (Request, int, error) {
 var Commands = []struct{ Name, Usage string }{
 	{"iptables", "any iptables 1.8.9 command line (-L, -S, -A, -D, -I, -R, -N, -X, -E, -P, -F, -Z, -C)"},
 	{"save", "[-c] [-t TABLE]: iptables-save of the live rule set"},
-	{"recent", "[-x] [NAME] [+ADDR|-ADDR|/]: recent lists (/proc/net/xt_recent with -x)"},
+	{"recent", "[--proc|-x] [NAME] [+ADDR|-ADDR|/]: recent lists (/proc/net/xt_recent with --proc or -x)"},
 	{"conntrack", "-L|-D|-F|-C [-s ADDR] [-d ADDR] [-r ADDR] [-q ADDR] [-p PROTO [--sport N] [--dport N] [--state S]] [-m MARK]"},
 	{"connlimit", "connection counts of every connlimit rule, by address or prefix"},
 	{"hashlimit", "[NAME]: hashlimit tables in /proc/net/ipt_hashlimit format"},
