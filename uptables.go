@@ -26,8 +26,6 @@
 package uptables
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -64,60 +62,14 @@ func LoadRules(r io.Reader) (*Rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := builtin.Registry()
-	empty := ruleset.New(xt.IPv4)
-	if saveFormat(data) {
-		rs, err := iptables.Restore(empty, reg, bytes.NewReader(data), iptables.RestoreOptions{})
-		if err != nil {
-			if e, ok := err.(*iptables.Error); ok {
-				return nil, errors.New(e.Text("iptables-restore"))
-			}
-			return nil, err
+	rs, err := iptables.ReadRules(builtin.Registry(), xt.IPv4, data, false)
+	if err != nil {
+		if e, ok := err.(*iptables.Error); ok {
+			return nil, errors.New(e.Text("iptables-restore"))
 		}
-		return &Rules{rs: rs}, nil
-	}
-	rs := empty
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || s[0] == '#' {
-			continue
-		}
-		s = strings.TrimPrefix(s, "iptables ")
-		args, err := iptables.SplitShell(s)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
-		}
-		cmd, err := iptables.ParseCommand(reg, rs.Family, args, iptables.ParseOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
-		}
-		res, err := iptables.Execute(rs, cmd, io.Discard)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
-		}
-		rs = res.Ruleset
-	}
-	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	return &Rules{rs: rs}, nil
-}
-
-// saveFormat reports whether the first line that is not blank or a comment
-// starts a table ("*filter").
-func saveFormat(data []byte) bool {
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		l = bytes.TrimSpace(l)
-		if len(l) == 0 || l[0] == '#' {
-			continue
-		}
-		return l[0] == '*'
-	}
-	return false
 }
 
 // LoadRulesFile is LoadRules on the named file.

@@ -69,6 +69,8 @@ func TestOfflineIptables(t *testing.T) {
 		{[]string{"-A", "INPUT", "-p", "tcp", "--tcp-flags", "SYN", "-j", "DROP"}, 2, "iptables v1.8.9 (nf_tables): --tcp-flags requires two args.\nTry `iptables -h'"},
 		{[]string{"-A", "INPUT", "-j", "LOG", "--log-level", "err"}, 2, "unknown\n\nTry `iptables -h' or 'iptables --help' for more information.\nuptables: hint: did you mean error (3)?"},
 		{[]string{"-A", "INPUT", "-p", "tcp", "--dport", "!", "22"}, 2, "hint: put the negation before the option"},
+		{[]string{"INPUT", "-p", "tcp", "-j", "DROP"}, 2, "Bad argument `INPUT'\nTry `iptables -h' or 'iptables --help' for more information.\nuptables: hint: `INPUT' is a chain name with no command before it; did you mean -A INPUT (append) or -I INPUT (insert)?"},
+		{[]string{"-A", "INPUT", "-j", "ACCEPT\r"}, 2, "Invalid target name `ACCEPT\r'"},
 	} {
 		rc, _, errs := c.run("", append([]string{"--ruleset", c.file}, tc.args...)...)
 		if rc != tc.rc || !strings.Contains(errs, tc.err) {

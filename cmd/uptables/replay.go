@@ -23,11 +23,12 @@ import (
 
 const replayUsage = `usage: uptables replay --rules RULES [--local ADDR]... [options] CAPTURE...
 
-Runs the packets of pcap/pcapng captures through RULES (iptables-save
-format) as the host with the --local addresses would see them.
+Runs the packets of pcap/pcapng captures through RULES as the host with
+the --local addresses would see them (-m addrtype knows them as LOCAL).
 
 options:
-  --rules FILE          the ruleset, iptables-save format (required)
+  --rules FILE          the ruleset, iptables-save format or one iptables
+                        command per line (required)
   --local ADDR[/LEN]    an address of this host (repeatable): packets from it
                         go OUTPUT/POSTROUTING, to it PREROUTING/INPUT, others
                         are forwarded
@@ -54,6 +55,21 @@ options:
   --ipsets FILE         ipsets in ` + "`ipset save`" + ` format for -m set and -j SET
                         (uptables ipset --sets FILE writes one)
 `
+
+// replayHostAddrs gives -m addrtype the replayed host's addresses: each
+// --local address on the input device, and loopback. A --local prefix
+// (every address in it is the host's) is taken as its addresses' network
+// for addrtype, which can only name single addresses.
+func replayHostAddrs(locals []netip.Prefix, iface string) func() []xt.HostAddr {
+	if iface == "" {
+		iface = "eth0"
+	}
+	addrs := []xt.HostAddr{{Iface: "lo", Prefix: netip.MustParsePrefix("127.0.0.1/8")}}
+	for _, p := range locals {
+		addrs = append(addrs, xt.HostAddr{Iface: iface, Prefix: p})
+	}
+	return func() []xt.HostAddr { return addrs }
+}
 
 // prefixList is a repeatable --local flag.
 type prefixList []netip.Prefix
@@ -159,7 +175,7 @@ func runReplay(e *env, args []string) int {
 	if err != nil {
 		return fail(1, "%v", err)
 	}
-	eng := netfilter.New(netfilter.Config{Seed: *seed, RuleText: iptables.RuleText})
+	eng := netfilter.New(netfilter.Config{Seed: *seed, RuleText: iptables.RuleText, LocalAddrs: replayHostAddrs(locals, *inIface)})
 	if err := builtin.PinSets(eng, sets); err != nil {
 		return fail(1, "%v", err)
 	}
@@ -276,14 +292,14 @@ func writeSummary(w io.Writer, st replay.Stats) {
 	}
 }
 
-// loadRules reads an iptables-save file into a fresh ruleset.
+// loadRules reads a rules file (iptables-save format or one iptables
+// command per line) into a fresh ruleset.
 func loadRules(path string, reg *xt.Registry) (*ruleset.Ruleset, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), reg, f, iptables.RestoreOptions{Counters: true})
+	rs, err := iptables.ReadRules(reg, xt.IPv4, data, true)
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {

@@ -108,6 +108,33 @@ COMMIT
 	}
 }
 
+// TestReplayCommandRulesAndAddrtype: replay reads a rules file written as
+// iptables commands (as run, demo and the library do), and -m addrtype
+// knows the --local addresses as LOCAL: the 9 packets to 10.0.0.2 are
+// dropped by the addrtype rule, the server's 5 replies are not.
+func TestReplayCommandRulesAndAddrtype(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "k.pcap")
+	if rc, _, stderr := c.run("", "gen", "../../examples/scenarios/ping-knock.scn", "-o", pcap); rc != 0 {
+		t.Fatalf("gen: %s", stderr)
+	}
+	rules := filepath.Join(dir, "rules")
+	os.WriteFile(rules, []byte("# commands, not a save file\niptables -A INPUT -m addrtype --dst-type LOCAL -j DROP\n-A OUTPUT -m addrtype --src-type LOCAL\n"), 0o644)
+	rc, stdout, stderr := c.run("", "replay", "--rules", rules, "--local", "10.0.0.2", "--counters", pcap)
+	if rc != 0 {
+		t.Fatalf("replay: rc %d: %s", rc, stderr)
+	}
+	for _, want := range []string{
+		"[9:548] -A INPUT -m addrtype --dst-type LOCAL -j DROP\n",
+		"[5:348] -A OUTPUT -m addrtype --src-type LOCAL\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
 func TestReplayErrors(t *testing.T) {
 	c := newCLI(t)
 	dir := t.TempDir()

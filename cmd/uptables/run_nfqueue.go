@@ -265,13 +265,14 @@ func (o *nfqueueOpts) queues() []uint16 {
 	return q
 }
 
-// loadRuleset reads an iptables-save file into a validated ruleset.
+// loadRuleset reads a rules file (iptables-save format or one iptables
+// command per line) into a validated ruleset.
 func loadRuleset(path string) (*ruleset.Ruleset, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), bytes.NewReader(data), iptables.RestoreOptions{})
+	rs, err := iptables.ReadRules(builtin.Registry(), xt.IPv4, data, false)
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {

@@ -361,8 +361,20 @@ func badArgument(args []string, i int) error {
 		e.Hint = "old-style negation `" + args[i-2] + " ! " + w + "' is not accepted; write `! " + args[i-2] + " " + w + "'"
 	} else if i >= 1 && strings.HasPrefix(args[i-1], "--") && !strings.Contains(args[i-1], "=") {
 		e.Hint = "`" + w + "' follows " + args[i-1] + ", which takes no (or no further) argument"
+	} else if i == 0 && isBuiltinChainName(w) {
+		e.Hint = "`" + w + "' is a chain name with no command before it; did you mean -A " + w + " (append) or -I " + w + " (insert)?"
 	}
 	return e
+}
+
+// isBuiltinChainName reports the names of the built-in chains, which a
+// command line starting with one has most likely lost its -A or -I.
+func isBuiltinChainName(w string) bool {
+	switch w {
+	case "INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING":
+		return true
+	}
+	return false
 }
 
 func isNegatableFlag(w string) bool {

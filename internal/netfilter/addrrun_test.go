@@ -205,3 +205,23 @@ func BenchmarkBlocklist(b *testing.B) {
 		}
 	}
 }
+
+// TestDecisionIgnoresNatPolicy: a new connection accepted by a filter rule
+// then crosses nat INPUT, whose policy is always ACCEPT; the deciding rule
+// reported (replay's jsonl "rule", the tracer's verdict line) stays the
+// filter rule.
+func TestDecisionIgnoresNatPolicy(t *testing.T) {
+	h := load(t, `
+-t nat -A PREROUTING -p udp --dport 9 -j DNAT --to-destination 10.0.0.100:53
+-A INPUT -p tcp --dport 22 -j ACCEPT
+-A INPUT -p udp -j ACCEPT
+-P INPUT DROP`)
+	res := h.in(packettest.TCP(packettest.TCPOpts{Src: "192.0.2.1", Dst: server, SrcPort: 1000, DstPort: 22, Flags: packettest.SYN, Seq: 1}))
+	if want := (netfilter.Decision{Table: "filter", Chain: "INPUT", Rule: 1, Verdict: xt.VerdictAccept}); res.Decision != want {
+		t.Fatalf("decision %+v, want %+v", res.Decision, want)
+	}
+	res = h.in(packettest.TCP(packettest.TCPOpts{Src: "192.0.2.1", Dst: server, SrcPort: 1001, DstPort: 80, Flags: packettest.SYN, Seq: 1}))
+	if want := (netfilter.Decision{Table: "filter", Chain: "INPUT", Rule: 0, Verdict: xt.VerdictDrop}); res.Decision != want {
+		t.Fatalf("decision %+v, want %+v", res.Decision, want)
+	}
+}

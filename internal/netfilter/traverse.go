@@ -259,8 +259,15 @@ func (w *Worker) policy(t *table, ch *chain) xt.Verdict {
 }
 
 func (w *Worker) decide(tbl, ch string, rule int, v xt.Verdict) {
-	w.last = Decision{Table: tbl, Chain: ch, Rule: rule, Verdict: v}
+	d := Decision{Table: tbl, Chain: ch, Rule: rule, Verdict: v}
 	if w.tracer != nil {
-		w.tracer.Decision(&w.ctx, w.last)
+		w.tracer.Decision(&w.ctx, d)
 	}
+	// The nat table never filters (its policies are always ACCEPT), so its
+	// policy after INPUT or POSTROUTING does not replace the decision of
+	// the table that accepted the packet (Result.Decision, jsonl "rule").
+	if tbl == "nat" && rule == 0 && w.last.Table != "" {
+		return
+	}
+	w.last = d
 }
