@@ -239,10 +239,12 @@ func (ss *Sets) Clone() *Sets {
 		s := r.Set()
 		s.mu.RLock()
 		c := &Set{typ: s.typ, opts: s.opts, key: s.key, n: s.n, cidrCount: s.cidrCount, cidrs: append([]uint8(nil), s.cidrs...)}
+		c.keys = append([]uint64(nil), s.keys...)
 		c.slots = make([]entry, len(s.slots))
 		for i := range s.slots {
 			moveEntry(&c.slots[i], &s.slots[i])
 		}
+		c.rebuildFilters()
 		s.mu.RUnlock()
 		nr := &Ref{}
 		nr.set.Store(c)
