@@ -648,6 +648,8 @@ type Element struct {
 	Packets   uint64
 	Bytes     uint64
 	Comment   string
+	// Expires is when the entry expires, ns on the set's clock (0: never).
+	Expires int64
 }
 
 // Elements returns the live entries at now in ipset's sorted order
@@ -661,7 +663,7 @@ func (s *Set) Elements(now int64) []Element {
 		if !e.used || e.expired(now) {
 			continue
 		}
-		el := Element{Key: e.key, NoMatch: e.nomatch, Packets: e.packets.Load(), Bytes: e.bytes.Load(), Comment: e.comment}
+		el := Element{Key: e.key, NoMatch: e.nomatch, Packets: e.packets.Load(), Bytes: e.bytes.Load(), Comment: e.comment, Expires: e.expires}
 		if e.expires == 0 {
 			el.Permanent = true
 		} else {
