@@ -46,7 +46,8 @@ func hasRulesetFlag(args []string) bool {
 }
 
 // controlDispatch sends an iptables command line (`uptables --control PATH
-// -L -n -v`), or `uptables save --control PATH [-c]`, to a running daemon
+// -L -n -v`), `uptables save --control PATH [-c]` or `uptables --control
+// PATH ipset <ipset command>` to a running daemon
 // instead of the rule-set file: when --control is given, or
 // $UPTABLES_CONTROL is set and --ruleset is not. ok is false when the
 // command is not for the daemon (main then runs it offline).
@@ -72,6 +73,10 @@ func controlDispatch(e *env, args []string) (rc int, ok bool) {
 			return 0, false
 		}
 		path = e.getenv("UPTABLES_CONTROL")
+	}
+	if cmd == "iptables" && len(rest) > 0 && rest[0] == "ipset" {
+		// uptables --control SOCK ipset <ipset command>
+		return ctlIpset(e, path, rest[1:]), true
 	}
 	return ctlExec(e, path, cmd, rest), true
 }

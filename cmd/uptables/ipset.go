@@ -13,19 +13,46 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/ipset"
+	"github.com/uptables/uptables/internal/iptables"
+	"github.com/uptables/uptables/internal/ruleset"
+	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
 // DefaultSetsFile is the ipset file when neither --sets nor
 // $UPTABLES_IPSETS names one.
 const DefaultSetsFile = "uptables.ipsets"
 
-// runIpset is `uptables ipset [--sets FILE] <ipset command>`: ipset 7.17
+// runIpset is `uptables ipset [--sets FILE] [--ruleset FILE] <ipset
+// command>`: ipset 7.17
 // on a file in `ipset save` format, as `uptables --ruleset FILE` is
 // iptables on a rule-set file. The command runs on a copy; only when it
 // succeeds is the file rewritten (temporary file, fsync, rename), so a
 // failing command, a failing restore line included, changes nothing.
 // Commands on one FILE are serialised with a lock on its directory.
+// The rules of the rule-set file (--ruleset, $UPTABLES_RULESET,
+// ./uptables.rules) hold references on the sets they name, as rules in
+// the kernel do: listings count them, destroy refuses such a set.
+//
+// With --control SOCK (or $UPTABLES_CONTROL, unless --sets or --ruleset
+// names a file) the command runs against a running daemon's live sets
+// instead, with the same output.
 func runIpset(e *env, args []string) int {
+	if path, given, rest, err := takeControl(args); err != nil || given || e.getenv("UPTABLES_CONTROL") != "" && !hasRulesetFlag(args) && !hasSetsFlag(args) {
+		if err != nil {
+			fmt.Fprintln(e.stderr, "uptables ipset: "+err.Error())
+			return 2
+		}
+		if !given {
+			path = e.getenv("UPTABLES_CONTROL")
+		}
+		return ctlIpset(e, path, rest)
+	}
+	rulesPath, args, err := takeRuleset(e, args)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables ipset: "+err.Error())
+		return 2
+	}
 	file := ""
 	var rest []string
 	for i := 0; i < len(args); i++ {
@@ -61,6 +88,7 @@ func runIpset(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables ipset:", err)
 		return 1
 	}
+	sets.SetReferences(rulesReferences(rulesPath, sets))
 	before := saveSets(sets, now)
 	work := sets.Clone()
 	var out bytes.Buffer
@@ -134,14 +162,32 @@ func writeFileAtomic(file string, data []byte) error {
 	return nil
 }
 
-// loadIpsets reads the --ipsets file of run and replay ("" = no sets):
-// the rules are parsed against these sets and the engine uses them.
-func loadIpsets(file string) (*ipset.Sets, error) {
+// loadIpsetsAt reads the --ipsets file of run and replay ("" = no sets)
+// with timeouts counting from now: the rules are parsed against these
+// sets and the engine uses them. Unlike the offline CLI's sets file, it
+// must exist when named.
+func loadIpsetsAt(file string, now int64) (*ipset.Sets, error) {
 	if file == "" {
 		return ipset.New(rand.Uint32), nil
 	}
 	if _, err := os.Stat(file); err != nil {
 		return nil, err
 	}
-	return LoadSetsFile(file, time.Now().UnixNano())
+	return LoadSetsFile(file, now)
+}
+
+// rulesReferences counts the references the rule-set file's rules hold on
+// the sets (as the kernel counts rules using a set), so that `uptables
+// ipset` lists "References:" and refuses to destroy a set the rules use.
+// A missing or unreadable rule-set file holds none.
+func rulesReferences(path string, sets *ipset.Sets) map[string]int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.RegistryWithSets(sets), bytes.NewReader(data), iptables.RestoreOptions{Counters: true})
+	if err != nil {
+		return nil
+	}
+	return builtin.SetReferences(rs)
 }

@@ -17,7 +17,12 @@ func runIptables(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables: "+err.Error())
 		return 2
 	}
-	f, err := openRules(file)
+	setsFile, args, err := takeSets(e, args)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables: "+err.Error())
+		return 2
+	}
+	f, err := openRules(file, setsFile)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "uptables: "+err.Error())
 		return 1

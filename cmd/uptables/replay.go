@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,7 +54,10 @@ options:
                         socket sent (LOG --log-uid, -m owner); a capture does
                         not record it (default: no owner)
   --ipsets FILE         ipsets in ` + "`ipset save`" + ` format for -m set and -j SET
-                        (uptables ipset --sets FILE writes one)
+                        (uptables ipset --sets FILE writes one); their
+                        timeouts count from the first frame's time
+  --ipsets-out FILE|-   after the replay, the sets as ` + "`ipset save`" + ` prints
+                        them at the last frame's time (what -j SET added)
 `
 
 // replayHostAddrs gives -m addrtype the replayed host's addresses: each
@@ -124,6 +128,7 @@ func runReplay(e *env, args []string) int {
 	seed := fs.Uint64("seed", 1, "")
 	owner := fs.String("local-owner", "", "")
 	ipsetsFile := fs.String("ipsets", "", "")
+	ipsetsOut := fs.String("ipsets-out", "", "")
 	captures, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -167,7 +172,16 @@ func runReplay(e *env, args []string) int {
 		}
 	}
 
-	sets, err := loadIpsets(*ipsetsFile)
+	// Set timeouts run on the capture's clock: the elements of the sets
+	// file count their remaining timeouts from the first frame's time, as
+	// if `ipset restore` had run just before the capture started.
+	var setsNow int64
+	if *ipsetsFile != "" {
+		if setsNow, err = firstFrameTime(captures[0]); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	sets, err := loadIpsetsAt(*ipsetsFile, setsNow)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
@@ -248,6 +262,15 @@ func runReplay(e *env, args []string) int {
 		return fail(1, "%v", err)
 	}
 	lastTime = r.LastTimeNS()
+	if *ipsetsOut != "" {
+		var b bytes.Buffer
+		_ = sets.Exec([]string{"save"}, nil, &b, lastTime)
+		if *ipsetsOut == "-" {
+			stdout.Write(b.Bytes())
+		} else if err := os.WriteFile(*ipsetsOut, b.Bytes(), 0o644); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
 	if *counters {
 		// The header date is the end of the capture, so the output is
 		// reproducible; iptables-save would print the current time.

@@ -16,6 +16,11 @@ func runRestore(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables restore: "+err.Error())
 		return 2
 	}
+	setsFile, args, err := takeSets(e, args)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables restore: "+err.Error())
+		return 2
+	}
 	fs := flag.NewFlagSet("uptables restore", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	test := fs.Bool("test", false, "only parse and validate, change nothing")
@@ -37,7 +42,7 @@ func runRestore(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "uptables restore: unexpected argument %q (the rules are read from standard input)\n", fs.Arg(0))
 		return 2
 	}
-	f, err := openRules(file)
+	f, err := openRules(file, setsFile)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "uptables restore: "+err.Error())
 		return 1

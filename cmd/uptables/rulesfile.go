@@ -61,7 +61,18 @@ type rulesFile struct {
 // not lose each other's changes. Locking the directory, not the file, keeps
 // the lock valid across the rename that replaces the file, and leaves no
 // lock file behind.
-func openRules(path string) (*rulesFile, error) {
+//
+// Rules are parsed against the sets of setsPath (`uptables ipset` keeps
+// it; a missing file has no sets), as iptables checks with the kernel
+// that a set named by -m set or -j SET exists. The sets file is read
+// without its lock: `uptables ipset` replaces it by rename, so a reader
+// sees the old or the new file whole (and taking a second flock on the
+// same directory would block on our own).
+func openRules(path, setsPath string) (*rulesFile, error) {
+	sets, err := LoadSetsFile(setsPath, time.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
 	lf, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return nil, err
@@ -70,7 +81,7 @@ func openRules(path string) (*rulesFile, error) {
 		lf.Close()
 		return nil, err
 	}
-	return &rulesFile{path: path, lock: lf, reg: builtin.Registry()}, nil
+	return &rulesFile{path: path, lock: lf, reg: builtin.RegistryWithSets(sets)}, nil
 }
 
 func (f *rulesFile) close() { f.lock.Close() }

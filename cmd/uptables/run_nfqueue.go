@@ -29,6 +29,7 @@ import (
 // nfqueueOpts is the resolved configuration of `uptables run --nfqueue`.
 type nfqueueOpts struct {
 	rules      string
+	ipsets     string
 	first      uint16
 	last       uint16
 	hooks      []string
@@ -72,6 +73,7 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 	o := &nfqueueOpts{}
 	fs.Bool("nfqueue", true, "use the NFQUEUE data plane (root)")
 	fs.StringVar(&o.rules, "rules", "", "rules `FILE` in iptables-save format")
+	fs.StringVar(&o.ipsets, "ipsets", "", "sets `FILE` in ipset save format (uptables ipset --sets FILE writes one), loaded before the rules")
 	queues := fs.String("queue", "0", "queue number(s) `N[,M...]`, consecutive; the kernel balances flows over several")
 	balance := fs.String("queue-balance", "", "queue range `A:B` (same as --queue A,...,B)")
 	hooks := fs.String("hooks", "input,output", "kernel hooks taken over: input,output (a host) or forward (a router), comma-separated")
@@ -123,6 +125,9 @@ func parseNfqueueFlags(e *env, args []string) (*nfqueueOpts, int) {
 		c := f.NFQueue
 		if !set["rules"] && f.Rules != "" {
 			o.rules = f.Rules
+		}
+		if !set["ipsets"] && f.Ipsets != "" {
+			o.ipsets = f.Ipsets
 		}
 		if !set["log"] && f.Log != "" {
 			o.log = f.Log
@@ -266,13 +271,14 @@ func (o *nfqueueOpts) queues() []uint16 {
 }
 
 // loadRuleset reads a rules file (iptables-save format or one iptables
-// command per line) into a validated ruleset.
-func loadRuleset(path string) (*ruleset.Ruleset, error) {
+// command per line) into a validated ruleset, parsed with reg (which knows
+// the daemon's ipsets).
+func loadRuleset(path string, reg *xt.Registry) (*ruleset.Ruleset, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := iptables.ReadRules(builtin.Registry(), xt.IPv4, data, false)
+	rs, err := iptables.ReadRules(reg, xt.IPv4, data, false)
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {
@@ -371,18 +377,29 @@ func serveNfqueue(ctx context.Context, e *env, args []string, sig <-chan os.Sign
 		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
 		return 1
 	}
-	rs, err := loadRuleset(o.rules)
+	// The sets exist before the rules that name them, as `ipset restore`
+	// runs before `iptables-restore` at boot.
+	sets, err := daemonSets(o.ipsets)
+	if err != nil {
+		return fail(err)
+	}
+	reg := builtin.RegistryWithSets(sets)
+	rs, err := loadRuleset(o.rules, reg)
 	if err != nil {
 		return fail(err)
 	}
 	started := time.Now()
 	eng := netfilter.New(hostEngineConfig(log))
+	if err := builtin.PinSets(eng, sets); err != nil {
+		return fail(err)
+	}
 	closeStore, err := openStateStore(o.state, eng, log)
 	if err != nil {
 		return fail(err)
 	}
 	defer closeStore()
-	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: o.rules})
+	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: reg, Sets: sets, File: o.rules,
+		Read: func(path string) (*ruleset.Ruleset, error) { return loadRuleset(path, reg) }})
 	if err := rules.Load(rs); err != nil {
 		return fail(fmt.Errorf("%s: %w", o.rules, err))
 	}

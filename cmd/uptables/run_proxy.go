@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -13,14 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uptables/uptables"
 	"github.com/uptables/uptables/internal/control"
 	"github.com/uptables/uptables/internal/dataplane/proxy"
-	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/metrics"
 	"github.com/uptables/uptables/internal/netfilter"
-	"github.com/uptables/uptables/internal/ruleset"
-	"github.com/uptables/uptables/internal/xt"
 	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
@@ -50,6 +45,7 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	fs.SetOutput(e.stderr)
 	var routes, trusted listFlag
 	rulesFile := fs.String("rules", "", "rules `FILE` (iptables-save format, or one iptables command per line)")
+	ipsetsFile := fs.String("ipsets", "", "sets `FILE` in ipset save format (uptables ipset --sets FILE writes one), loaded before the rules")
 	fs.Var(&routes, "proxy", "`tcp:LISTEN=UPSTREAM` or udp:LISTEN=UPSTREAM, optionally ,send-proxy or ,send-proxy-v2 (repeatable)")
 	fs.Var(&trusted, "trusted-proxy", "`CIDR` whose connections start with a PROXY v1/v2 header (repeatable)")
 	iface := fs.String("iface", "", "interface name the rules see (default: lo for local clients, else the one holding the listen address)")
@@ -101,7 +97,15 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 		}
 		prefixes = append(prefixes, p)
 	}
-	rs, err := readProxyRules(*rulesFile)
+	// The sets exist before the rules that name them.
+	sets, err := daemonSets(*ipsetsFile)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
+	reg := builtin.RegistryWithSets(sets)
+	readRules := readRulesWith(reg)
+	rs, err := readRules(*rulesFile)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
 		return 1
@@ -119,13 +123,17 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 	// the control socket and the metrics reach the engine.
 	started := time.Now()
 	eng := netfilter.New(hostEngineConfig(log))
+	if err := builtin.PinSets(eng, sets); err != nil {
+		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
+		return 1
+	}
 	closeStore, err := openStateStore(*stateURL, eng, log)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %v\n", err)
 		return 1
 	}
 	defer closeStore()
-	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: builtin.Registry(), File: *rulesFile, Read: readProxyRules})
+	rules := control.NewRules(control.RulesConfig{Engine: eng, Registry: reg, Sets: sets, File: *rulesFile, Read: readRules})
 	if err := rules.Load(rs); err != nil {
 		fmt.Fprintf(e.stderr, "uptables run: %s: %v\n", *rulesFile, err)
 		return 1
@@ -194,24 +202,4 @@ func serveProxy(ctx context.Context, e *env, args []string, reload <-chan os.Sig
 			return 0
 		}
 	}
-}
-
-// readProxyRules reads the proxy's rules file in either form the library
-// accepts (iptables-save, or one iptables command per line) into a rule
-// set: uptables.LoadRulesFile parses and validates it, and its save text
-// is read back.
-func readProxyRules(path string) (*ruleset.Ruleset, error) {
-	r, err := uptables.LoadRulesFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := r.Save(&b); err != nil {
-		return nil, err
-	}
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), &b, iptables.RestoreOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return rs, nil
 }

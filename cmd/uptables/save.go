@@ -18,6 +18,11 @@ func runSave(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables save: "+err.Error())
 		return 2
 	}
+	setsFile, args, err := takeSets(e, args)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables save: "+err.Error())
+		return 2
+	}
 	fs := flag.NewFlagSet("uptables save", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	counters := fs.Bool("c", false, "include packet and byte counters")
@@ -42,7 +47,7 @@ func runSave(e *env, args []string) int {
 			return 1
 		}
 	}
-	f, err := openRules(file)
+	f, err := openRules(file, setsFile)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "uptables save: "+err.Error())
 		return 1

@@ -4,6 +4,7 @@
 // never silently ignored.
 //
 //	rules = "/etc/uptables/rules.v4"
+//	ipsets = "/etc/uptables/ipsets"  # sets in `ipset save` format for -m set / -j SET; default none
 //	mode = "nfqueue"            # uptables run --config runs only the NFQUEUE data plane today
 //	log = "syslog"              # stdout, syslog, or a file name
 //	state_dir = "/run/uptables"
@@ -32,7 +33,10 @@ import (
 
 // File is the whole configuration file.
 type File struct {
-	Rules    string `toml:"rules"`
+	Rules string `toml:"rules"`
+	// Ipsets is the sets file (`ipset save` format, as `uptables ipset
+	// --sets FILE` writes it) loaded before the rules ("" = no sets).
+	Ipsets   string `toml:"ipsets"`
 	Mode     string `toml:"mode"`
 	Log      string `toml:"log"`
 	StateDir string `toml:"state_dir"`

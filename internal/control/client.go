@@ -41,10 +41,16 @@ var ErrNotRunning = errors.New("no uptables daemon is running")
 // exit status. The error is for the transport only (no daemon, permission,
 // protocol); a failing command is a Reply with a non-zero Exit.
 func (c *Client) Exec(ctx context.Context, command string, args []string) (Reply, error) {
+	return c.ExecInput(ctx, command, args, "")
+}
+
+// ExecInput is Exec with the command's standard input (ipset restore);
+// it counts against the request bound of 1 MiB.
+func (c *Client) ExecInput(ctx context.Context, command string, args []string, stdin string) (Reply, error) {
 	if args == nil {
 		args = []string{}
 	}
-	body, err := json.Marshal(Request{Command: command, Args: args})
+	body, err := json.Marshal(Request{Command: command, Args: args, Stdin: stdin})
 	if err != nil {
 		return Reply{}, err
 	}

@@ -24,10 +24,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uptables/uptables/internal/ipset"
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
+	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
 // RulesConfig configures Rules.
@@ -46,6 +48,13 @@ type RulesConfig struct {
 	Read func(path string) (*ruleset.Ruleset, error)
 	// Now is the clock for load times; nil = time.Now.
 	Now func() time.Time
+	// Sets are the daemon's ipsets (nil: none). Registry must be
+	// builtin.RegistryWithSets(Sets) and the engine must have them pinned
+	// (builtin.PinSets). After each load the sets' reference counts are
+	// set from the rules (References: in listings; a referenced set
+	// cannot be destroyed). Sets live independently of the rules: a load
+	// that drops every rule naming a set keeps the set.
+	Sets *ipset.Sets
 }
 
 // LoadStats count the rule-set loads of a daemon: the first load, SIGHUP
@@ -156,7 +165,35 @@ func (r *Rules) loadLocked(rs *ruleset.Ruleset, o netfilter.LoadOptions) error {
 	}
 	r.st.Loads++
 	r.st.LastLoad = r.cfg.Now()
+	if r.cfg.Sets != nil {
+		r.cfg.Sets.SetReferences(builtin.SetReferences(rs))
+	}
 	return nil
+}
+
+// Sets returns the daemon's ipsets (nil when it has none).
+func (r *Rules) Sets() *ipset.Sets { return r.cfg.Sets }
+
+// Ipset runs one ipset 7.17 command line against the live sets, as the
+// ipset tool does against the kernel (the same code and texts as
+// `uptables ipset --sets FILE`, so listings are byte for byte those of
+// the offline form): changes apply at once, entry by entry, and a restore
+// stops at its first bad line with the lines before it applied, as the
+// kernel's does. It is serialised with rule loads, so that a destroy and
+// a load naming the set cannot race. now is the engine's clock.
+func (r *Rules) Ipset(args []string, stdin io.Reader, stdout, stderr io.Writer, now int64) int {
+	if r.cfg.Sets == nil {
+		fmt.Fprintln(stderr, "uptables: this daemon has no ipsets (start it with --ipsets FILE)")
+		return 1
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out bytes.Buffer
+	err := r.cfg.Sets.Exec(args, stdin, &out, now)
+	_, _ = stdout.Write(out.Bytes())
+	msg, code := ipset.Report(err)
+	_, _ = io.WriteString(stderr, msg)
+	return code
 }
 
 // Iptables runs one iptables command line against the live rule set,

@@ -38,6 +38,8 @@ type Request struct {
 	// or status.
 	Command string   `json:"command"`
 	Args    []string `json:"args"`
+	// Stdin is the command's standard input (ipset restore); optional.
+	Stdin string `json:"stdin,omitempty"`
 }
 
 // Reply is the answer: what the command line tool prints, and its exit
@@ -309,6 +311,7 @@ var Commands = []struct{ Name, Usage string }{
 	{"connlimit", "connection counts of every connlimit rule, by address or prefix"},
 	{"hashlimit", "[NAME]: hashlimit tables in /proc/net/ipt_hashlimit format"},
 	{"status", "uptime, mode, rule-set loads, engine and data-plane counters"},
+	{"ipset", "any ipset 7.17 command line on the live sets (create, add, del, test, list, save, restore, flush, rename, swap, destroy)"},
 }
 
 // Exec runs one command in-process (what the socket serves).
@@ -334,6 +337,8 @@ func (s *Server) exec(req Request, out, errw *bytes.Buffer) int {
 		return s.hashlimit(req.Args, out, errw)
 	case "status":
 		return s.status(req.Args, out, errw)
+	case "ipset":
+		return s.cfg.Rules.Ipset(req.Args, strings.NewReader(req.Stdin), out, errw, s.nowNS())
 	}
 	fmt.Fprintf(errw, "uptables: unknown control command %q\n", req.Command)
 	return 2

@@ -13,11 +13,12 @@
 // keep, as the kernel does, one count per prefix length present and probe
 // the prefix lengths from the most to the least specific, so a country list
 // of 60,000 networks costs at most one probe per distinct prefix length
-// (typically about 20), whatever the number of entries. Entries live in one
-// open-addressing table per set whose buckets are chosen by SipHash with a
-// key drawn from the injected random source (the kernel keys its jhash with
-// the set's random initval), so that a peer cannot choose addresses that
-// pile up in one bucket.
+// (typically about 20), whatever the number of entries, and a per-length
+// bitmap over the networks' leading bits skips most of those probes (see
+// Set). Entries live in one open-addressing table per set whose buckets
+// are chosen by a seeded mix of the packed key, keyed from the injected
+// random source (the kernel keys its jhash with the set's random initval),
+// so that a peer cannot choose addresses that pile up in one bucket.
 //
 // Time is data: every call that can see an entry expire takes "now" in
 // nanoseconds since the Unix epoch (the packet's timestamp on the packet
@@ -120,19 +121,37 @@ type entry struct {
 
 // Set is one named set. Its methods are safe for concurrent use: lookups
 // share a read lock, changes take the write lock.
+//
+// Storage: one open-addressing table with linear probing, at most half
+// full. keys holds each slot's key packed in one word (0: empty), so that
+// a probe walks 8-byte words and touches the slot's entry only on a hit;
+// the bucket is chosen by a seeded multiply-xorshift mix of that word (see
+// mix), keyed from the registry's random source as the kernel keys its
+// jhash with a random initval.
+//
+// The net types also keep, per prefix length present, a bitmap over the
+// leading min(c, 16) bits of the networks of that length (filter[c]); a
+// lookup probes the table for length c only when the packet's bit is set.
+// A country list of 60,000 networks over 13 lengths then costs one or two
+// probes for an address it does not hold, instead of 13. A bitmap is a
+// superset: deletions leave their bit set (a wasted probe, never a wrong
+// answer) until the table grows or the length empties, when it is rebuilt.
+// Its size is 2^min(c,16) bits: at most 8 KiB per length, 264 KiB for all 33.
 type Set struct {
 	mu   sync.RWMutex
 	typ  Type
 	opts CreateOptions
 	key  siphash.Key
 
-	slots []entry // open addressing, len a power of two, <= 50% full
-	n     int     // live entries (including expired ones not yet reaped)
+	keys  []uint64 // packed key per slot (pack), 0 = empty; len a power of two
+	slots []entry  // the entries, parallel to keys
+	n     int      // live entries (including expired ones not yet reaped)
 
 	// cidrCount[c] is how many entries have prefix length c; cidrs lists
 	// the present lengths from the most to the least specific (net types).
 	cidrCount [33]uint32
 	cidrs     []uint8
+	filter    [33][]uint64
 }
 
 // Type returns the set's type.
@@ -143,40 +162,99 @@ func (s *Set) Options() CreateOptions { return s.opts }
 
 func newSet(t Type, o CreateOptions, key siphash.Key) *Set {
 	s := &Set{typ: t, opts: o, key: key}
+	s.keys = make([]uint64, 64)
 	s.slots = make([]entry, 64)
 	return s
 }
 
-func (s *Set) hash(k Key) uint64 {
-	w := [2]uint64{uint64(k.Addr)<<32 | uint64(k.Port)<<16 | uint64(k.Proto)<<8 | uint64(k.CIDR)}
-	return siphash.Sum24(s.key, w[:1])
+// pack is a key in one word: address, port, protocol and prefix length,
+// with bit 7 set (prefix lengths stop at 32) so that no key packs to 0.
+func pack(k Key) uint64 {
+	return uint64(k.Addr)<<32 | uint64(k.Port)<<16 | uint64(k.Proto)<<8 | uint64(k.CIDR) | 0x80
+}
+
+// mix is the bucket hash: two rounds of xor with a secret word, multiply
+// by an odd constant and fold the high half down (the finaliser of
+// splitmix64/murmur3 with the seed mixed in). Keys are one fixed-size
+// word, so this does the job of SipHash at a fraction of its cost; like
+// the kernel's jhash with a random initval it is not a MAC, it only keeps
+// a peer from predicting buckets.
+func (s *Set) mix(w uint64) uint64 {
+	h := (w ^ s.key.K0) * 0x9e3779b97f4a7c15
+	h ^= h >> 29
+	h = (h ^ s.key.K1) * 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return h
 }
 
 // find returns the slot index of k, or -1.
 func (s *Set) find(k Key) int {
-	mask := len(s.slots) - 1
-	for i := int(s.hash(k)) & mask; ; i = (i + 1) & mask {
-		e := &s.slots[i]
-		if !e.used {
-			return -1
-		}
-		if e.key == k {
+	w := pack(k)
+	keys := s.keys
+	mask := len(keys) - 1
+	for i := int(s.mix(w)) & mask; ; i = (i + 1) & mask {
+		switch keys[i] {
+		case w:
 			return i
+		case 0:
+			return -1
 		}
 	}
 }
 
-// insertSlot places a copy of e's identity in the table (grown as needed)
-// and returns the slot.
+// filterBits is how many leading address bits the prefix-length-c bitmap
+// indexes.
+func filterBits(c uint8) uint8 { return min(c, 16) }
+
+func filterIndex(addr uint32, c uint8) uint32 {
+	b := filterBits(c)
+	if b == 0 {
+		return 0
+	}
+	return addr >> (32 - b)
+}
+
+// mark sets k's bit in its prefix length's bitmap.
+func (s *Set) mark(k Key) {
+	f := s.filter[k.CIDR]
+	if f == nil {
+		f = make([]uint64, max(1, (1<<filterBits(k.CIDR))/64))
+		s.filter[k.CIDR] = f
+	}
+	i := filterIndex(k.Addr, k.CIDR)
+	f[i>>6] |= 1 << (i & 63)
+}
+
+// rebuildFilters recomputes every bitmap from the live entries.
+func (s *Set) rebuildFilters() {
+	if !s.typ.hasNet() {
+		return
+	}
+	for c := range s.filter {
+		if f := s.filter[c]; f != nil {
+			clear(f)
+		}
+	}
+	for i, w := range s.keys {
+		if w != 0 {
+			s.mark(s.slots[i].key)
+		}
+	}
+}
+
+// insertSlot places k in the table (grown as needed) and returns its
+// entry, zeroed.
 func (s *Set) insertSlot(k Key) *entry {
 	if (s.n+1)*2 > len(s.slots) {
 		s.grow()
 	}
-	mask := len(s.slots) - 1
-	i := int(s.hash(k)) & mask
-	for s.slots[i].used {
+	w := pack(k)
+	mask := len(s.keys) - 1
+	i := int(s.mix(w)) & mask
+	for s.keys[i] != 0 {
 		i = (i + 1) & mask
 	}
+	s.keys[i] = w
 	e := &s.slots[i]
 	e.used, e.key = true, k
 	s.n++
@@ -185,25 +263,28 @@ func (s *Set) insertSlot(k Key) *entry {
 			s.rebuildCIDRs(k.CIDR, true)
 		}
 		s.cidrCount[k.CIDR]++
+		s.mark(k)
 	}
 	return e
 }
 
 func (s *Set) grow() {
-	old := s.slots
+	oldKeys, old := s.keys, s.slots
+	s.keys = make([]uint64, len(oldKeys)*2)
 	s.slots = make([]entry, len(old)*2)
-	mask := len(s.slots) - 1
-	for i := range old {
-		o := &old[i]
-		if !o.used {
+	mask := len(s.keys) - 1
+	for i, w := range oldKeys {
+		if w == 0 {
 			continue
 		}
-		j := int(s.hash(o.key)) & mask
-		for s.slots[j].used {
+		j := int(s.mix(w)) & mask
+		for s.keys[j] != 0 {
 			j = (j + 1) & mask
 		}
-		moveEntry(&s.slots[j], o)
+		s.keys[j] = w
+		moveEntry(&s.slots[j], &old[i])
 	}
+	s.rebuildFilters()
 }
 
 func moveEntry(dst, src *entry) {
@@ -226,6 +307,9 @@ func (s *Set) rebuildCIDRs(c uint8, add bool) {
 		}
 	}
 	s.cidrs = out
+	if !add {
+		s.filter[c] = nil
+	}
 }
 
 // removeAt deletes slot i with backward-shift deletion (linear probing).
@@ -237,20 +321,23 @@ func (s *Set) removeAt(i int) {
 			s.rebuildCIDRs(k.CIDR, false)
 		}
 	}
-	mask := len(s.slots) - 1
+	mask := len(s.keys) - 1
+	s.keys[i] = 0
 	s.slots[i] = entry{}
 	s.n--
 	j := i
 	for {
 		j = (j + 1) & mask
-		e := &s.slots[j]
-		if !e.used {
+		w := s.keys[j]
+		if w == 0 {
 			return
 		}
-		h := int(s.hash(e.key)) & mask
-		// e may move to i if i lies cyclically in [h, j).
+		h := int(s.mix(w)) & mask
+		// The entry at j may move to i if i lies cyclically in [h, j).
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
-			moveEntry(&s.slots[i], e)
+			s.keys[i] = w
+			moveEntry(&s.slots[i], &s.slots[j])
+			s.keys[j] = 0
 			s.slots[j] = entry{}
 			i = j
 		}
@@ -263,8 +350,7 @@ func (e *entry) expired(now int64) bool { return e.expires != 0 && now >= e.expi
 // when a listing or a full set needs it).
 func (s *Set) reap(now int64) {
 	for i := 0; i < len(s.slots); {
-		e := &s.slots[i]
-		if e.used && e.expired(now) {
+		if s.keys[i] != 0 && s.slots[i].expired(now) {
 			s.removeAt(i)
 			continue // slot i now holds a shifted entry
 		}
@@ -396,6 +482,9 @@ func (s *Set) lookupLocked(k Key, now int64) *entry {
 	}
 	addr := k.Addr
 	for _, c := range s.cidrs {
+		if f, b := s.filter[c], filterIndex(addr, c); f[b>>6]&(1<<(b&63)) == 0 {
+			continue // no network of length c shares addr's leading bits
+		}
 		k.Addr, k.CIDR = addr&maskOf(c), c
 		if i := s.find(k); i >= 0 && !s.slots[i].expired(now) {
 			return &s.slots[i]
@@ -540,7 +629,9 @@ func (s *Set) Flush() {
 }
 
 func (s *Set) flushLocked() {
+	s.keys = make([]uint64, 64)
 	s.slots = make([]entry, 64)
+	s.filter = [33][]uint64{}
 	s.n = 0
 	s.cidrCount = [33]uint32{}
 	s.cidrs = nil
@@ -557,6 +648,8 @@ type Element struct {
 	Packets   uint64
 	Bytes     uint64
 	Comment   string
+	// Expires is when the entry expires, ns on the set's clock (0: never).
+	Expires int64
 }
 
 // Elements returns the live entries at now in ipset's sorted order
@@ -570,7 +663,7 @@ func (s *Set) Elements(now int64) []Element {
 		if !e.used || e.expired(now) {
 			continue
 		}
-		el := Element{Key: e.key, NoMatch: e.nomatch, Packets: e.packets.Load(), Bytes: e.bytes.Load(), Comment: e.comment}
+		el := Element{Key: e.key, NoMatch: e.nomatch, Packets: e.packets.Load(), Bytes: e.bytes.Load(), Comment: e.comment, Expires: e.expires}
 		if e.expires == 0 {
 			el.Permanent = true
 		} else {

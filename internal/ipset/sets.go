@@ -49,6 +49,9 @@ type Ref struct {
 	set  atomic.Pointer[Set]
 	name atomic.Pointer[string]
 	refs atomic.Int32
+	// origin is the digest of the set as the sets file defined it (see
+	// MarkOrigin), "" for a set made at run time. Guarded by Sets.mu.
+	origin string
 }
 
 // Set returns the set behind the ref, nil once destroyed.
@@ -61,6 +64,22 @@ func (r *Ref) Name() string { return *r.name.Load() }
 // a held set cannot be destroyed). Release undoes it.
 func (r *Ref) Hold()    { r.refs.Add(1) }
 func (r *Ref) Release() { r.refs.Add(-1) }
+
+// References returns how many rule references hold the set.
+func (r *Ref) References() int { return int(r.refs.Load()) }
+
+// SetReferences sets every set's reference count to counts[name] (0 for a
+// name not in counts). The owner of the rules recounts after each ruleset
+// load (builtin.SetReferences), so "References:" follows rules being
+// added and removed as the kernel's count does: one per --match-set and
+// one per --add-set/--del-set of each rule.
+func (ss *Sets) SetReferences(counts map[string]int) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, r := range ss.order {
+		r.refs.Store(int32(counts[r.Name()]))
+	}
+}
 
 // Sets is the registry of sets of one network namespace: what `ipset`
 // manages and what rules look up by name. It has no package-level state;
@@ -239,12 +258,15 @@ func (ss *Sets) Clone() *Sets {
 		s := r.Set()
 		s.mu.RLock()
 		c := &Set{typ: s.typ, opts: s.opts, key: s.key, n: s.n, cidrCount: s.cidrCount, cidrs: append([]uint8(nil), s.cidrs...)}
+		c.keys = append([]uint64(nil), s.keys...)
 		c.slots = make([]entry, len(s.slots))
 		for i := range s.slots {
 			moveEntry(&c.slots[i], &s.slots[i])
 		}
+		c.rebuildFilters()
 		s.mu.RUnlock()
-		nr := &Ref{}
+		nr := &Ref{origin: r.origin}
+		nr.refs.Store(r.refs.Load())
 		nr.set.Store(c)
 		name := r.Name()
 		nr.name.Store(&name)
@@ -266,7 +288,7 @@ func (ss *Sets) Replace(other *Sets) {
 		name := nr.Name()
 		r := ss.refLocked(name)
 		if r == nil {
-			r = &Ref{}
+			r = &Ref{origin: nr.origin}
 			r.name.Store(&name)
 		}
 		r.set.Store(nr.Set())

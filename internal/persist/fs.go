@@ -48,6 +48,11 @@ func (osFS) SyncDir(dir string) error {
 // atomic), fsync it, rename it over the old file, fsync the directory. On
 // failure before the rename the temporary file is removed.
 func writeAtomic(fsys fileSystem, dir string, data []byte) (err error) {
+	return writeAtomicName(fsys, dir, FileName, data)
+}
+
+// writeAtomicName is writeAtomic for dir/name.
+func writeAtomicName(fsys fileSystem, dir, name string, data []byte) (err error) {
 	f, err := fsys.CreateTemp(dir, ".state-*.tmp")
 	if err != nil {
 		return err
@@ -71,7 +76,7 @@ func writeAtomic(fsys fileSystem, dir string, data []byte) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := fsys.Rename(f.Name(), filepath.Join(dir, FileName)); err != nil {
+	if err := fsys.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	renamed = true

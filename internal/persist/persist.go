@@ -93,7 +93,7 @@ func save(fsys fileSystem, dir string, e *netfilter.Engine, now time.Time) error
 	if err := writeAtomic(fsys, dir, data); err != nil {
 		return fmt.Errorf("persist: saving %s: %w", filepath.Join(dir, FileName), err)
 	}
-	return nil
+	return saveSets(fsys, dir, e, now.UnixNano())
 }
 
 // snapshot copies every restorable list and table of e.
@@ -245,6 +245,14 @@ func Load(dir string, e *netfilter.Engine, now time.Time) (Report, error) {
 // format version is an error naming the file and the problem, and nothing
 // is changed.
 func LoadWith(dir string, e *netfilter.Engine, now time.Time, opts LoadOptions) (Report, error) {
+	rep, err := loadWith(dir, e, now, opts)
+	if err != nil {
+		return rep, err
+	}
+	return rep, loadSets(dir, e, now.UnixNano(), &rep)
+}
+
+func loadWith(dir string, e *netfilter.Engine, now time.Time, opts LoadOptions) (Report, error) {
 	path := filepath.Join(dir, FileName)
 	rep := Report{File: path}
 	f, err := os.Open(path)
