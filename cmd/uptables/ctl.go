@@ -78,6 +78,14 @@ func controlDispatch(e *env, args []string) (rc int, ok bool) {
 		// uptables --control SOCK ipset <ipset command>
 		return ctlIpset(e, path, rest[1:]), true
 	}
+	if cmd == "iptables" && len(rest) > 0 {
+		switch rest[0] {
+		case "recent", "conntrack", "connlimit", "hashlimit", "status":
+			// uptables --control SOCK recent ..., the order people type
+			// after `uptables --control SOCK -L`.
+			return subcommands()[rest[0]].run(e, append([]string{"--control", path}, rest[1:]...)), true
+		}
+	}
 	return ctlExec(e, path, cmd, rest), true
 }
 

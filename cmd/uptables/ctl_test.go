@@ -110,6 +110,10 @@ func TestControlProxyEndToEnd(t *testing.T) {
 	if rc != 0 || !regexp.MustCompile(`recent list WEB: 1 entry\n.*\n  127\.0\.0\.1 +64 +2 `).MatchString(out) {
 		t.Errorf("recent WEB: %d\n%s", rc, out)
 	}
+	// --control may also come before the subcommand, as before -L.
+	if rc, out2, errs := c.run("", "--control", sock, "recent", "WEB"); rc != 0 || out2 != out {
+		t.Errorf("--control SOCK recent WEB: %d %s\n%s", rc, errs, out2)
+	}
 	rc, out, errs = c.run("", "conntrack", "--control", sock, "-L", "-p", "tcp", "-s", "127.0.0.1")
 	if rc != 0 || strings.Count(out, " ESTABLISHED src=127.0.0.1 ") != 2 || !strings.Contains(errs, "2 flow entries have been shown.") {
 		t.Errorf("conntrack -L: %d\n%s%s", rc, out, errs)
