@@ -387,3 +387,41 @@ func TestSeedLimit(t *testing.T) {
 		})
 	}
 }
+
+// Rules load in iptables-save format or as one iptables command per line;
+// a mistake is reported as iptables reports it, with the line.
+func ExampleLoadRules() {
+	_, err := uptables.LoadRules(strings.NewReader(`
+-A INPUT -p tcp --syn --dport 22 -m connlimit --connlimit-above 3 -j REJECT --reject-with tcp-reset
+-A INPUT -p tcp –-dport 80 -j ACCEPT`))
+	fmt.Println(err)
+
+	rules, err := uptables.LoadRules(strings.NewReader(`*filter
+:INPUT DROP [0:0]
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp --dport 22 -j ACCEPT
+COMMIT
+`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var saved strings.Builder
+	_ = rules.Save(&saved) // iptables-save format
+	for _, l := range strings.Split(strings.TrimSpace(saved.String()), "\n") {
+		if !strings.HasPrefix(l, "#") { // the dated header and footer
+			fmt.Println(l)
+		}
+	}
+	// Output:
+	// line 3: Bad argument `–-dport'
+	// Try `iptables -h' or 'iptables --help' for more information.
+	// uptables: hint: ‘–-dport’ is an en dash; did you mean --dport?
+	// *filter
+	// :INPUT DROP [0:0]
+	// :FORWARD ACCEPT [0:0]
+	// :OUTPUT ACCEPT [0:0]
+	// -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+	// -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+	// COMMIT
+}

@@ -65,7 +65,7 @@ func LoadRules(r io.Reader) (*Rules, error) {
 	rs, err := iptables.ReadRules(builtin.Registry(), xt.IPv4, data, false)
 	if err != nil {
 		if e, ok := err.(*iptables.Error); ok {
-			return nil, errors.New(e.Text("iptables-restore"))
+			return nil, errors.New(e.TextHint("iptables-restore"))
 		}
 		return nil, err
 	}

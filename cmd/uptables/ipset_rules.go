@@ -89,7 +89,7 @@ func parseRulesText(reg *xt.Registry, data []byte) (*ruleset.Ruleset, error) {
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {
-			return nil, errors.New(ie.Text("iptables-restore"))
+			return nil, errors.New(ie.TextHint("iptables-restore"))
 		}
 		return nil, err
 	}

@@ -326,7 +326,7 @@ func loadRules(path string, reg *xt.Registry) (*ruleset.Ruleset, error) {
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {
-			return nil, fmt.Errorf("%s: %s", path, ie.Text("iptables-restore"))
+			return nil, fmt.Errorf("%s: %s", path, ie.TextHint("iptables-restore"))
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -56,6 +56,15 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Text("iptables") }
 
+// TextHint is Text followed, when uptables has advice for this mistake, by
+// the line "uptables: hint: ..." that the CLI prints after it.
+func (e *Error) TextHint(prog string) string {
+	if e.Hint == "" {
+		return e.Text(prog)
+	}
+	return e.Text(prog) + "\nuptables: hint: " + e.Hint
+}
+
 // Text returns what iptables (prog "iptables") or iptables-restore (prog
 // "iptables-restore", Line set) prints on stderr, without the hint and
 // without a trailing newline.

@@ -3,6 +3,7 @@ package iptables
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -23,7 +24,7 @@ import (
 //     DROP", "-t nat -A ...", "-P INPUT DROP", "-N chain"), optionally
 //     preceded by "iptables", "#" starting a comment, each parsed, validated
 //     and executed as iptables 1.8.9 would; the first error is returned as
-//     "line N: " and iptables' message.
+//     "line N: " and iptables' message, with uptables' hint line if any.
 //
 // Both forms start from empty tables with ACCEPT policies.
 func ReadRules(reg *xt.Registry, fam xt.Family, data []byte, counters bool) (*ruleset.Ruleset, error) {
@@ -44,15 +45,15 @@ func ReadRules(reg *xt.Registry, fam xt.Family, data []byte, counters bool) (*ru
 		s = strings.TrimPrefix(s, "iptables ")
 		args, err := SplitShell(s)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
+			return nil, lineError(line, err)
 		}
 		cmd, err := ParseCommand(reg, rs.Family, args, ParseOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
+			return nil, lineError(line, err)
 		}
 		res, err := Execute(rs, cmd, io.Discard)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
+			return nil, lineError(line, err)
 		}
 		rs = res.Ruleset
 	}
@@ -60,6 +61,16 @@ func ReadRules(reg *xt.Registry, fam xt.Family, data []byte, counters bool) (*ru
 		return nil, err
 	}
 	return rs, nil
+}
+
+// lineError is an error of the command on line n, with iptables' text and
+// uptables' hint when there is one.
+func lineError(n int, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return fmt.Errorf("line %d: %s", n, e.TextHint("iptables"))
+	}
+	return fmt.Errorf("line %d: %v", n, err)
 }
 
 // saveFormat reports whether the first line that is not blank or a comment
