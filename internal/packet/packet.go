@@ -43,7 +43,7 @@ type Packet struct {
 	// the present part, while counters, -m length, LOG's LEN= and
 	// conntrack's sequence tracking use TotalLen, as the kernel, which
 	// holds the whole packet, does.
-	Cut bool
+	Cut      bool
 	TOS      uint8
 	ID       uint16
 	FragOff  uint16 // fragment offset in 8-byte units
