@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -97,5 +99,28 @@ func TestAggregateAllocs(t *testing.T) {
 	w.handle(m)
 	if n := testing.AllocsPerRun(50, func() { w.handle(m) }); n != 0 {
 		t.Errorf("handle allocates %.1f times per aggregate", n)
+	}
+}
+
+// TestStatsRefreshKernel: Stats, what `uptables status` and a Prometheus
+// scrape read, carries the kernel's counters of the queue as they are now.
+func TestStatsRefreshKernel(t *testing.T) {
+	d, _ := newTestDaemon(t, rulesHeader+"COMMIT\n", false, nil)
+	proc := filepath.Join(t.TempDir(), "nfnetlink_queue")
+	d.cfg.ProcQueues = proc
+	for _, tc := range []struct {
+		line                  string
+		waiting, qdrop, udrop uint64
+	}{
+		{"    3  41234     5 2 65531    17     9   1000  1\n", 5, 17, 9},
+		{"    2  41233     1 2 65531     1     1     10  1\n    3  41234     0 2 65531    20    11   2000  1\n", 0, 20, 11},
+	} {
+		if err := os.WriteFile(proc, []byte(tc.line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := d.Stats()[0]
+		if st.KernelWaiting.Load() != tc.waiting || st.KernelQueueDropped.Load() != tc.qdrop || st.KernelUserDropped.Load() != tc.udrop {
+			t.Errorf("%q: waiting %d queue_dropped %d user_dropped %d", tc.line, st.KernelWaiting.Load(), st.KernelQueueDropped.Load(), st.KernelUserDropped.Load())
+		}
 	}
 }

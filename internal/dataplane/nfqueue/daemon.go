@@ -222,8 +222,15 @@ func (d *Daemon) Stop() {
 	d.wg.Wait()
 }
 
-// Stats returns the per-queue counters (live values).
-func (d *Daemon) Stats() []*QueueStats { return d.stats }
+// Stats returns the per-queue counters (live values), with the kernel's
+// counters (KernelWaiting, KernelQueueDropped, KernelUserDropped) freshly
+// read: it is what `uptables status` and a Prometheus scrape call, so
+// the kernel's view of a full queue is current there (one small read of
+// /proc; a kernel without the file leaves them as they were).
+func (d *Daemon) Stats() []*QueueStats {
+	_ = d.RefreshKernelStats()
+	return d.stats
+}
 
 // ConnStats returns the netlink socket's counters (overruns, verdict
 // messages) of a queue read through Conn, nil for other Queue
