@@ -14,6 +14,11 @@ type pkt struct {
 	tuple Tuple
 	data  []byte // Data[:end]
 	l4    []byte // data[L4Off:]
+	// wire is the L4 length on the wire: len(l4), or more for a packet
+	// of which only the first bytes are present (packet.Packet.Cut, an
+	// NFQUEUE copy). The kernel holds the whole packet, so sequence
+	// tracking and the UDP length check use this length.
+	wire  int
 	v6    bool
 	check bool // verify the L4 checksum (PREROUTING, checksum=1, not L4CsumTrusted)
 	tcp   tcpSeg
@@ -34,10 +39,15 @@ func (t *Table) parse(p *packet.Packet, hook packet.Hook, zone uint16, k *pkt) R
 	}
 	k.data = p.Data[:end]
 	k.l4 = k.data[p.L4Off:]
+	k.wire = len(k.l4)
+	if p.Cut {
+		k.wire = p.TotalLen - p.L4Off
+	}
 	k.v6 = p.Version == 6
 	// As nf_ip_checksum: only in PREROUTING, and not for a packet whose
 	// checksum is already verified or not computed yet (L4CsumTrusted).
-	k.check = hook == packet.PreRouting && !t.cfg.NoChecksum && !p.L4CsumTrusted
+	// A Cut packet's checksum cannot be computed: its tail is missing.
+	k.check = hook == packet.PreRouting && !t.cfg.NoChecksum && !p.L4CsumTrusted && !p.Cut
 	k.tuple = Tuple{Src: p.Src, Dst: p.Dst, Proto: p.Proto, Zone: zone}
 	switch {
 	case hasPorts(p.Proto):
@@ -116,7 +126,7 @@ func tcpError(k *pkt) Reason {
 	s.ack = binary.BigEndian.Uint32(l[8:])
 	s.win = uint32(binary.BigEndian.Uint16(l[14:]))
 	s.opts = l[20:doff]
-	s.end = s.seq + uint32(len(l)-doff)
+	s.end = s.seq + uint32(k.wire-doff)
 	if f&flSYN != 0 {
 		s.end++
 	}
@@ -133,7 +143,7 @@ func udpError(k *pkt) Reason {
 	csum := binary.BigEndian.Uint16(l[6:])
 	if k.tuple.Proto == ProtoUDPLite {
 		// UDP-Lite: the length field is the checksum coverage (0 = all).
-		if ulen != 0 && (ulen < 8 || ulen > len(l)) {
+		if ulen != 0 && (ulen < 8 || ulen > k.wire) {
 			return ReasonTruncated
 		}
 		if csum == 0 {
@@ -153,7 +163,7 @@ func udpError(k *pkt) Reason {
 		}
 		return ReasonNone
 	}
-	if ulen > len(l) || ulen < 8 {
+	if ulen > k.wire || ulen < 8 {
 		return ReasonTruncated
 	}
 	if csum == 0 {

@@ -101,7 +101,11 @@ func (s *Server) status(args []string, out, errw *bytes.Buffer) int {
 			if c := q.ConnStats(); c != nil {
 				fmt.Fprintf(out, ", overruns %d, netlink errors %d", c.Overruns.Load(), c.NetlinkErr.Load())
 			}
-			out.WriteByte('\n')
+			// Packets beyond NFQUEUE's 65531-byte copy (decided on the
+			// copy; rewrites of them get the fail verdict), and the
+			// kernel's own counters of the queue (nfnetlink_queue).
+			fmt.Fprintf(out, ", cut %d, cut rewrites %d; kernel: waiting %d, queue dropped %d, user dropped %d\n",
+				q.Cut.Load(), q.CutRewrites.Load(), q.KernelWaiting.Load(), q.KernelQueueDropped.Load(), q.KernelUserDropped.Load())
 		}
 	}
 	return 0

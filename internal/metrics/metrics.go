@@ -14,6 +14,9 @@
 //	state_store_shared{backend,kind}, state_store_calls_total{result}, state_store_hotdrops_total (--state redis://)
 //	nfqueue_packets_total{queue}, nfqueue_verdicts_total{queue,verdict},
 //	nfqueue_{panics,undecodable,overruns,read_errors,replies,logs}_total{queue}
+//	nfqueue_{cut,cut_rewrites}_total{queue}: packets beyond NFQUEUE's 65531-byte copy, and rewrites of them that got the fail verdict
+//	nfqueue_kernel_waiting{queue}, nfqueue_kernel_{queue,user}_dropped_total{queue}: the kernel's own
+//	  counters of the queue (/proc/net/netfilter/nfnetlink_queue), read at each scrape
 //	proxy_connections_total{outcome}, proxy_connections_active, proxy_upstream_failures_total,
 //	proxy_header_errors_total, proxy_overload_total, proxy_packets_total{direction},
 //	proxy_datagrams_total{outcome}
@@ -103,6 +106,11 @@ var (
 	dQReadErr   = desc("nfqueue_read_errors_total", "Queue read errors.", "queue")
 	dQReplies   = desc("nfqueue_replies_total", "REJECT replies sent.", "queue")
 	dQLogs      = desc("nfqueue_logs_total", "LOG lines written.", "queue")
+	dQCut       = desc("nfqueue_cut_total", "Packets longer than NFQUEUE's 65531-byte copy, decided on the copy and their real length.", "queue")
+	dQCutRew    = desc("nfqueue_cut_rewrites_total", "Rewrites of packets longer than the copy, which cannot be handed back (fail verdict given).", "queue")
+	dQKWaiting  = desc("nfqueue_kernel_waiting", "Packets waiting in the kernel's queue for a verdict (nfnetlink_queue).", "queue")
+	dQKQDrop    = desc("nfqueue_kernel_queue_dropped_total", "Packets the kernel dropped because the queue was full (fail-closed; fail-open accepts them uncounted).", "queue")
+	dQKUDrop    = desc("nfqueue_kernel_user_dropped_total", "Packets the kernel could not deliver to the socket (receive buffer full; fail verdict applied).", "queue")
 	dPConns     = desc("proxy_connections_total", "Client connections by outcome (cut: admitted, later refused).", "outcome")
 	dPActive    = desc("proxy_connections_active", "Admitted connections still open.")
 	dPUpstream  = desc("proxy_upstream_failures_total", "Upstream dial or I/O failures.")
@@ -129,7 +137,7 @@ func NewCollector(cfg Config) *Collector { return &Collector{cfg: cfg} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dRulePkts, dRuleBytes, dPolPkts, dPolBytes, dCtEntries, dCtMax, dCtNew, dCtInvalid,
 		dCtDrop, dCtEarly, dCtInsFail, dCtExpired, dRecent, dHashlimit, dQPackets, dQVerdicts, dQPanics, dQUndec, dQOverruns,
-		dQMalformed, dQReadErr, dQReplies, dQLogs, dPConns, dPActive, dPUpstream, dPHeader, dPOverload, dPPackets, dPDatagrams, dPEvicted,
+		dQMalformed, dQReadErr, dQReplies, dQLogs, dQCut, dQCutRew, dQKWaiting, dQKQDrop, dQKUDrop, dPConns, dPActive, dPUpstream, dPHeader, dPOverload, dPPackets, dPDatagrams, dPEvicted,
 		dLoads, dLoadFail, dLastLoad, dStart} {
 		ch <- d
 	}
@@ -197,6 +205,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(dQReadErr, q.ReadErrors.Load(), n)
 			counter(dQReplies, q.Replies.Load(), n)
 			counter(dQLogs, q.Logs.Load(), n)
+			counter(dQCut, q.Cut.Load(), n)
+			counter(dQCutRew, q.CutRewrites.Load(), n)
+			gauge(dQKWaiting, float64(q.KernelWaiting.Load()), n)
+			counter(dQKQDrop, q.KernelQueueDropped.Load(), n)
+			counter(dQKUDrop, q.KernelUserDropped.Load(), n)
 			var over, malformed uint64
 			if cs := q.ConnStats(); cs != nil {
 				over, malformed = cs.Overruns.Load(), cs.Malformed.Load()

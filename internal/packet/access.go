@@ -74,7 +74,8 @@ func (p *Packet) ICMP() header.ICMPv4 {
 	return header.ICMPv4(p.Data[p.L4Off:])
 }
 
-// Payload returns the L4 payload (nil unless Status is OK).
+// Payload returns the L4 payload (nil unless Status is OK); of a Cut
+// packet only the part present.
 func (p *Packet) Payload() []byte {
 	if p.Status != OK {
 		return nil
@@ -231,13 +232,18 @@ func (p *Packet) SetICMPID(id uint16) bool {
 // WriteTCPReset writes into buf the RST that REJECT --reject-with tcp-reset
 // answers p with (see header.WriteIPv4TCPReset) and returns its length, or 0
 // when p is not a complete IPv4 TCP segment or buf is too small. IPv6 is not
-// supported yet (returns 0).
+// supported yet (returns 0). The payload length that acknowledges is the
+// real one for a Cut packet (nf_send_reset reads the skb's length).
 func (p *Packet) WriteTCPReset(buf []byte, ttl uint8) int {
 	t := p.TCP()
 	if p.Version != 4 || t == nil {
 		return 0
 	}
-	return header.WriteIPv4TCPReset(buf, p.IPv4(), t, len(p.Data)-p.PayloadOff, ttl)
+	end := len(p.Data)
+	if p.Cut {
+		end = p.TotalLen
+	}
+	return header.WriteIPv4TCPReset(buf, p.IPv4(), t, end-p.PayloadOff, ttl)
 }
 
 // WriteICMPError writes into buf an ICMP error of the given type and code

@@ -16,7 +16,7 @@ func (p *Packet) resetL3L4() {
 	p.Data = nil
 	p.Version = 0
 	p.Status = BadL3
-	p.HdrLen, p.TotalLen = 0, 0
+	p.HdrLen, p.TotalLen, p.Cut = 0, 0, false
 	p.TOS, p.ID, p.FragOff, p.MoreFrag, p.DontFrag, p.TTL, p.Proto = 0, 0, 0, false, false, 0, 0
 	p.Src, p.Dst = netip.Addr{}, netip.Addr{}
 	p.L4Off, p.PayloadOff = 0, 0
@@ -38,13 +38,52 @@ func (p *Packet) resetL3L4() {
 // kernel trims the skb. IPv4 options are not validated (ip_rcv_options runs
 // after PREROUTING).
 //
+// An IPv4 total length of 0 stands for the buffer's length when that
+// does not fit in 16 bits and the packet is TCP: the kernel's rule
+// (iph_totlen) for a GSO aggregate beyond 64 KiB (BIG TCP, loopback at
+// the OUTPUT hook), whose tot_len it sets to 0.
+//
 // Invariant for every Status but BadL3:
 // 0 < HdrLen <= L4Off <= PayloadOff <= len(Data) == TotalLen (IPv6
 // jumbograms aside).
 func (p *Packet) Decode(data []byte) Status {
 	p.resetL3L4()
 	p.Data = data
-	p.Status = p.decode(data, false)
+	p.Status = p.decode(data, len(data), false)
+	return p.Status
+}
+
+// MaxCutLen bounds the real length DecodeCut accepts. The kernel's skb
+// length is 32 bits and GSO aggregates stay far below this (512 KiB at
+// most with BIG TCP); a larger claim is BadL3. The bound also keeps
+// TotalLen and the byte counters fed from it within an int on 32-bit
+// platforms.
+const MaxCutLen = 1<<31 - 1
+
+// DecodeCut is Decode for a packet of which only the first len(data)
+// bytes are present while its real L3 length is wireLen: what NFQUEUE
+// hands over for a packet longer than its 65531-byte copy limit
+// (NFQA_CAP_LEN gives the real length). With wireLen <= len(data) it is
+// Decode(data). Otherwise the IP header's length must be wireLen (or 0
+// for a TCP GSO aggregate beyond 64 KiB, see Decode; an IPv6 payload
+// length of 0 likewise), the IP and L4 headers must be present, and the
+// packet decodes with Cut set, TotalLen = wireLen and Data = data: see
+// Packet.Cut for who reads which length. The UDP length field is checked
+// against the real length. A header cut by the copy gives TruncatedL4.
+//
+// Invariant for every Status but BadL3:
+// 0 < HdrLen <= L4Off <= PayloadOff <= len(Data) <= TotalLen, with
+// len(Data) < TotalLen exactly when Cut.
+func (p *Packet) DecodeCut(data []byte, wireLen int) Status {
+	if wireLen <= len(data) {
+		return p.Decode(data)
+	}
+	p.resetL3L4()
+	p.Data = data
+	if wireLen > MaxCutLen {
+		return p.Status // BadL3
+	}
+	p.Status = p.decode(data, wireLen, false)
 	return p.Status
 }
 
@@ -77,26 +116,40 @@ func (p *Packet) DecodeEmbedded(dst *Packet) bool {
 		dst.Status = BadL3
 		return false
 	}
-	dst.Status = dst.decode(inner, true)
+	dst.Status = dst.decode(inner, len(inner), true)
 	return dst.Status == OK
 }
 
-// decode dispatches on the version nibble. embedded relaxes the checks for a
+// decode dispatches on the version nibble. wire is the packet's real
+// length (len(data) unless cut). embedded relaxes the checks for a
 // datagram quoted in an ICMP error.
-func (p *Packet) decode(data []byte, embedded bool) Status {
+func (p *Packet) decode(data []byte, wire int, embedded bool) Status {
 	if len(data) == 0 {
 		return BadL3
 	}
 	switch data[0] >> 4 {
 	case 4:
-		return p.decodeIPv4(data, embedded)
+		return p.decodeIPv4(data, wire, embedded)
 	case 6:
-		return p.decodeIPv6(data, embedded)
+		return p.decodeIPv6(data, wire, embedded)
 	}
 	return BadL3
 }
 
-func (p *Packet) decodeIPv4(data []byte, embedded bool) Status {
+// setEnd sets Data and TotalLen for a packet whose L3 length is tot
+// (already checked against the real length): link-layer padding past
+// tot is trimmed, and a packet longer than the bytes present is Cut.
+func (p *Packet) setEnd(data []byte, tot int) []byte {
+	if tot <= len(data) {
+		data = data[:tot]
+	} else {
+		p.Cut = true
+	}
+	p.Data = data
+	return data
+}
+
+func (p *Packet) decodeIPv4(data []byte, wire int, embedded bool) Status {
 	if len(data) < header.IPv4MinLen {
 		return BadL3
 	}
@@ -107,11 +160,13 @@ func (p *Packet) decodeIPv4(data []byte, embedded bool) Status {
 	}
 	tot := int(h.TotalLen())
 	if !embedded {
-		if !h.ChecksumValid() || tot > len(data) || tot < hl {
+		if tot == 0 && wire > 0xffff && h.Protocol() == header.ProtoTCP {
+			tot = wire // iph_totlen: a TCP GSO aggregate beyond 64 KiB
+		}
+		if !h.ChecksumValid() || tot > wire || tot < hl {
 			return BadL3
 		}
-		data = data[:tot]
-		p.Data = data
+		data = p.setEnd(data, tot)
 	}
 	p.Version = 4
 	p.HdrLen = hl
@@ -132,7 +187,7 @@ func (p *Packet) decodeIPv4(data []byte, embedded bool) Status {
 	return p.decodeL4(hl, embedded)
 }
 
-func (p *Packet) decodeIPv6(data []byte, embedded bool) Status {
+func (p *Packet) decodeIPv6(data []byte, wire int, embedded bool) Status {
 	if len(data) < header.IPv6Len {
 		return BadL3
 	}
@@ -140,16 +195,17 @@ func (p *Packet) decodeIPv6(data []byte, embedded bool) Status {
 	plen := int(h.PayloadLen())
 	tot := header.IPv6Len + plen
 	if !embedded {
-		if plen == 0 && h.NextHeader() == header.ProtoHopByHop {
+		if plen == 0 && (h.NextHeader() == header.ProtoHopByHop ||
+			wire > header.IPv6Len+0xffff && h.NextHeader() == header.ProtoTCP) {
 			// Jumbogram (RFC 2675): the length is in a hop-by-hop option;
-			// take the buffer as the packet.
-			tot = len(data)
+			// or a TCP GSO aggregate beyond 64 KiB (BIG TCP). Take the
+			// packet's real length.
+			tot = wire
 		}
-		if tot > len(data) {
+		if tot > wire {
 			return BadL3
 		}
-		data = data[:tot]
-		p.Data = data
+		data = p.setEnd(data, tot)
 	}
 	p.Version = 6
 	p.TotalLen = tot
@@ -184,7 +240,11 @@ func (p *Packet) decodeL4(off int, embedded bool) Status {
 	d := p.Data
 	p.L4Off = off
 	p.PayloadOff = len(d)
-	avail := len(d) - off
+	avail := len(d) - off // L4 bytes present
+	wire := avail         // L4 bytes on the wire
+	if p.Cut {
+		wire = p.TotalLen - off
+	}
 	need := 0
 	switch p.Proto {
 	case header.ProtoTCP:
@@ -223,6 +283,8 @@ func (p *Packet) decodeL4(off int, embedded bool) Status {
 		case doff < header.TCPMinLen:
 			p.L4Malformed = true
 			p.PayloadOff = off + header.TCPMinLen
+		case doff > avail && p.Cut:
+			return TruncatedL4 // options beyond the copy
 		case doff > avail:
 			// A quote cut inside the options is normal, not malformed.
 			p.L4Malformed = !embedded
@@ -237,9 +299,9 @@ func (p *Packet) decodeL4(off int, embedded bool) Status {
 			n := int(u.Length())
 			if p.Proto == header.ProtoUDPLite {
 				// The field is the checksum coverage; 0 means all.
-				p.L4Malformed = n != 0 && (n < header.UDPLen || n > avail)
+				p.L4Malformed = n != 0 && (n < header.UDPLen || n > wire)
 			} else {
-				p.L4Malformed = n < header.UDPLen || n > avail
+				p.L4Malformed = n < header.UDPLen || n > wire
 			}
 		}
 	case header.ProtoICMP, header.ProtoICMPv6:
@@ -262,6 +324,9 @@ func (p *Packet) decodeL4(off int, embedded bool) Status {
 		// dccp_error: data offset (32-bit words) within the packet and
 		// covering at least the 12-byte generic header.
 		doff := int(l4[4]) * 4
+		if doff > avail && doff <= wire {
+			return TruncatedL4 // header beyond the copy
+		}
 		if doff < 12 || doff > avail {
 			p.L4Malformed = true
 			p.PayloadOff = off + 12

@@ -36,6 +36,14 @@ type Packet struct {
 	// IPv4 header fields (IPv6: the equivalents).
 	HdrLen   int // IP header length in bytes (with options / extension headers)
 	TotalLen int // L3 length as counted by netfilter's byte counters
+	// Cut: only the first len(Data) bytes of a TotalLen-byte packet are
+	// present (DecodeCut: NFQUEUE copies at most 65531 bytes of a packet,
+	// and a GSO aggregate can exceed 64 KiB). Headers are complete; what
+	// reads bytes past the end of Data (string, u32, Payload) sees only
+	// the present part, while counters, -m length, LOG's LEN= and
+	// conntrack's sequence tracking use TotalLen, as the kernel, which
+	// holds the whole packet, does.
+	Cut      bool
 	TOS      uint8
 	ID       uint16
 	FragOff  uint16 // fragment offset in 8-byte units

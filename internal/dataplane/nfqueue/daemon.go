@@ -91,9 +91,11 @@ type QueueStats struct {
 	ReadErrors  atomic.Uint64
 	// Cut counts packets longer than the kernel's 65531-byte copy
 	// (NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes: loopback's 64 KiB
-	// MTU, GRO aggregates), decided on their first 65531 bytes; CutRewrites
-	// those of them the engine rewrote, which cannot be handed back (the
-	// copy lacks their tail) and get the fail verdict instead.
+	// MTU, GRO aggregates; GSO aggregates beyond 64 KiB at loopback's
+	// OUTPUT), decided on their first 65531 bytes and their real length
+	// (packet.Packet.Cut); CutRewrites those of them the engine rewrote,
+	// which cannot be handed back (the copy lacks their tail) and get the
+	// fail verdict instead.
 	Cut         atomic.Uint64
 	CutRewrites atomic.Uint64
 	// The kernel's own counters of the queue, read from
@@ -220,8 +222,15 @@ func (d *Daemon) Stop() {
 	d.wg.Wait()
 }
 
-// Stats returns the per-queue counters (live values).
-func (d *Daemon) Stats() []*QueueStats { return d.stats }
+// Stats returns the per-queue counters (live values), with the kernel's
+// counters (KernelWaiting, KernelQueueDropped, KernelUserDropped) freshly
+// read: it is what `uptables status` and a Prometheus scrape call, so
+// the kernel's view of a full queue is current there (one small read of
+// /proc; a kernel without the file leaves them as they were).
+func (d *Daemon) Stats() []*QueueStats {
+	_ = d.RefreshKernelStats()
+	return d.stats
+}
 
 // ConnStats returns the netlink socket's counters (overruns, verdict
 // messages) of a queue read through Conn, nil for other Queue
@@ -373,8 +382,10 @@ func (w *worker) handle(m *Msg) {
 	}
 	path, ok := PathForHook(m.Hook)
 	p := &w.pkt
-	data, cut := uncut(m)
-	if !ok || m.Malformed || p.Decode(data) == packet.BadL3 || p.Version != 4 {
+	// The kernel copies at most 65531 bytes (NFQNL_MAX_COPY_RANGE) and
+	// reports a longer packet's real length in NFQA_CAP_LEN; the packet
+	// is decided on the copy and that length (see packet.DecodeCut).
+	if !ok || m.Malformed || p.DecodeCut(m.Payload, int(m.CapLen)) == packet.BadL3 || p.Version != 4 {
 		w.st.Undecodable.Add(1)
 		w.q.Verdict(m.ID, w.fail)
 		w.count(w.fail)
@@ -402,6 +413,7 @@ func (w *worker) handle(m *Msg) {
 	}
 	p.UID, p.GID, p.HasOwner = m.UID, m.GID, m.HasUID
 	// A cut packet's checksum cannot be verified: its tail is missing.
+	cut := p.Cut
 	p.L4CsumTrusted = csumTrusted(m.SkbInfo) || cut
 	if cut {
 		w.st.Cut.Add(1)
@@ -416,7 +428,15 @@ func (w *worker) handle(m *Msg) {
 		markChanged := p.Mark != m.Mark
 		modified := len(p.Data) != origLen || !bytes.Equal(w.snap[:n], p.Data[:n])
 		if modified && cut {
-			w.st.CutRewrites.Add(1)
+			// NFQUEUE installs a verdict's payload as the whole packet
+			// (nfqnl_mangle trims the skb to it), so the copy cannot go
+			// back without losing the tail, and there is no way to hand
+			// back the headers alone: fail verdict, counted, and logged
+			// at the 1st, 2nd, 4th, 8th ... occurrence.
+			if n := w.st.CutRewrites.Add(1); n&(n-1) == 0 {
+				w.d.log.Warn("rewrite of a packet longer than NFQUEUE's 65531-byte copy cannot be handed back; fail verdict given",
+					"queue", w.st.Num, "len", p.TotalLen, "verdict", w.fail.String(), "cut_rewrites", n)
+			}
 			w.q.Verdict(m.ID, w.fail)
 			w.count(w.fail)
 			return
@@ -498,26 +518,4 @@ func completeL4Checksum(b []byte) {
 			u.SetChecksum(u.CalculateChecksum(ps))
 		}
 	}
-}
-
-// uncut returns the packet to decode. The kernel copies at most 65531
-// bytes (NFQNL_MAX_COPY_RANGE) and reports the real length in
-// NFQA_CAP_LEN; an IPv4 packet of 65532-65535 bytes (every full-sized
-// segment on loopback, whose MTU is 65536, and large GRO aggregates) is
-// cut by up to 4 bytes of L4 payload. Rather than refusing it (it would
-// then bypass the rules with fail-open, or stall the connection with
-// fail-closed), the copy is extended with zeros to the real length when
-// the read buffer has room (Read leaves it after a datagram's last
-// message): headers, lengths, counters and conntrack's sequence tracking
-// are then exact, and only a match reading those last bytes (string, u32)
-// sees zeros. cut reports that this happened.
-func uncut(m *Msg) (data []byte, cut bool) {
-	data = m.Payload
-	n := int(m.CapLen)
-	if n <= len(data) || n > 0xffff || n > cap(data) {
-		return data, false
-	}
-	data = data[:n]
-	clear(data[len(m.Payload):])
-	return data, true
 }

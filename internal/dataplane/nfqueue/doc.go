@@ -59,7 +59,7 @@
 //
 // The queue is bound with NFQA_CFG_F_GSO by default (--gso=false, TOML
 // gso = false, turns it off). GSO/GRO aggregates (up to 64 KiB of one TCP
-// flow) are then queued whole, which is what the kernel's own iptables
+// flow, more on loopback: see below) are then queued whole, which is what the kernel's own iptables
 // sees: its rule counters count one packet per aggregate with the
 // aggregate's length, and so do uptables' (TestDaemonGSOStateful: the
 // ESTABLISHED rule's bytes within 0.1 % of the kernel's). Without the flag
@@ -83,19 +83,32 @@
 // (CHECKSUM_NONE), so the receiving socket would otherwise drop it
 // (TestDaemonGSORewrite); SCTP's CRC32c is not completed.
 //
-// The kernel copies at most 65531 bytes of a packet (NFQA_CAP_LEN gives
-// the real length). A 65532-65535-byte IPv4 packet (a full segment on
-// loopback, whose MTU is 65536) is decided on its copy padded with zeros
-// to its real length, so headers, counters and conntrack are exact and
-// only -m string/u32 reading its last 4 bytes differ; a rewrite of it
-// cannot be handed back and gets the fail verdict (QueueStats.Cut,
-// CutRewrites). With GSO, loopback TCP at the OUTPUT hook also produces
-// aggregates larger than 64 KiB (IPv4 total length 0, up to ~128 KiB seen
-// on this machine's kernel 6.18); the engine cannot represent them, so
-// they count as undecodable and get the fail verdict: accepted unseen
-// with fail-open, dropped with fail-closed. A host that needs fail-closed
-// bulk TCP over loopback should run with --gso=false (or not take over
-// the output hook).
+// The kernel copies at most 65531 bytes of a packet (NFQNL_MAX_COPY_RANGE;
+// NFQA_CAP_LEN gives the real length). Longer packets are common on
+// loopback, whose MTU is 65536: full segments of 65532-65535 bytes, and,
+// with GSO, aggregates at the OUTPUT hook beyond 64 KiB (measured on this
+// machine's kernel 6.18: up to ~130 KB, IPv4 total length 0 as BIG TCP
+// sets it; the kernel's own iptables counts each as one packet of its
+// real length, `! --length 0:65535` matches it, LOG prints LEN= the real
+// length; INPUT sees them resegmented to at most 65535 bytes). Such a
+// packet is decided on its copy and its real length (packet.DecodeCut,
+// packet.Packet.Cut): rule counters, quota and hashlimit bytes, -m length,
+// LOG's LEN=, and conntrack's sequence tracking (the payload a TCP segment
+// advances by, the UDP length check) use the real length, as the kernel
+// does; its L4 checksum is not tested (the tail is missing); matches that
+// read payload bytes (-m string, -m u32) see only the 65531 bytes
+// present, so a pattern in the tail is not found and a u32 test there
+// fails (TestDaemonLoopbackBulk: bulk loopback TCP with fail-open and
+// fail-closed, counters within 3 % of the kernel's). QueueStats.Cut counts
+// these packets. A rewrite of one (NAT, TTL, DSCP ...) cannot be handed
+// back: the kernel installs a verdict's payload as the whole packet
+// (nfqnl_mangle trims the skb to it) and has no header-only form, so it
+// gets the fail verdict, counted in CutRewrites and logged at the 1st,
+// 2nd, 4th ... occurrence; with fail-open the packet then passes
+// unrewritten, with fail-closed it is dropped. Rules that rewrite bulk
+// loopback TCP should therefore not run through the OUTPUT hook with
+// fail-closed, and --gso=false does not help there (full 65535-byte
+// segments are cut too).
 //
 // # Faults
 //

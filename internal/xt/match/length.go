@@ -77,18 +77,25 @@ func (m *Length) List(b *strings.Builder, numeric bool) {
 
 // Matches implements xt.PacketMatcher (xt_length): the IPv4 total-length
 // field, or the IPv6 payload-length field plus 40 computed in 16 bits as the
-// kernel does (a payload length above 65495 wraps around).
+// kernel does (a payload length above 65495 wraps around). An IPv4 GSO
+// aggregate beyond 64 KiB (total-length field 0, packet.Packet.Cut from
+// NFQUEUE) has its real length compared in 32 bits, as skb_ip_totlen
+// gives it to xt_length: measured on 6.18 loopback, `! --length 0:65535`
+// matches such aggregates and `--length 0` does not.
 func (m *Length) Matches(c *xt.Ctx) bool {
 	p := c.P
 	d := p.Data
 	if p.Status == packet.BadL3 || len(d) < 6 {
 		return false
 	}
-	var n uint16
+	var n uint32
 	if p.Version == 6 {
-		n = (uint16(d[4])<<8 | uint16(d[5])) + 40
+		n = uint32(uint16(d[4])<<8 | uint16(d[5]) + 40)
 	} else {
-		n = uint16(d[2])<<8 | uint16(d[3])
+		n = uint32(d[2])<<8 | uint32(d[3])
+		if n == 0 {
+			n = uint32(p.TotalLen)
+		}
 	}
-	return (n >= m.Min && n <= m.Max) != m.Invert
+	return (n >= uint32(m.Min) && n <= uint32(m.Max)) != m.Invert
 }

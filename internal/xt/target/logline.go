@@ -127,7 +127,13 @@ func (l *Log) appendIPv4(dst, d []byte, off int, p *packet.Packet) []byte {
 	dst = append(dst, " DST="...)
 	dst = appendIP4(dst, ih[16:20])
 	dst = append(dst, ' ')
-	dst = appendField(dst, "LEN=", uint64(be16(ih[2:])))
+	tot := uint64(be16(ih[2:]))
+	if off == 0 && tot == 0 {
+		// A GSO aggregate beyond 64 KiB: the kernel prints its real
+		// length (iph_totlen), measured as LEN=95284 on 6.18 loopback.
+		tot = uint64(p.TotalLen)
+	}
+	dst = appendField(dst, "LEN=", tot)
 	tos := ih[1]
 	dst = append(dst, "TOS=0x"...)
 	dst = append(dst, hexUpper[(tos&0x1e)>>4], hexUpper[tos&0x1e&0xf])
