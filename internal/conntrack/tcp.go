@@ -500,7 +500,11 @@ func (t *Table) tcpPacket(c *Conn, dir Dir, s *tcpSeg, now int64) (trackAction, 
 		if tcpCanEarlyDrop(old) {
 			goto inWindow
 		}
-		if peer := &tc.seen[1-dir]; peer.flags&tfMaxackSet != 0 {
+		// The peer's maxack is stale when the last packet was a SYN we
+		// let through (ignored): the kernel skips the RST sequence checks
+		// then (measured on 6.18: an RST below maxack right after an
+		// ignored SYN in ESTABLISHED is accepted and closes the entry).
+		if peer := &tc.seen[1-dir]; peer.flags&tfMaxackSet != 0 && tc.lastIndex != idxSyn {
 			if before(s.seq, peer.maxack) && !t.cfg.TCPIgnoreInvalidRST {
 				return actInvalid, ReasonTCPRst
 			}
