@@ -517,8 +517,12 @@ func (t *Table) tcpPacket(c *Conn, dir Dir, s *tcpSeg, now int64) (trackAction, 
 			}
 			ns = old // inexact RST: keep state, a challenge ACK may follow
 		}
+		// An RST answering a SYN or ACK we let through unchecked comes
+		// from the other side: measured on 6.18, a client's RST after its
+		// own SYN is window-checked even when its ack equals the last
+		// annotated end (kernel oracle scenarios rst_syn_sent_*, L_*).
 		if ((status&StatusSeenReply != 0 && tc.lastIndex == idxSyn) ||
-			(status&StatusAssured == 0 && tc.lastIndex == idxAck)) && s.ack == tc.lastEnd {
+			(status&StatusAssured == 0 && tc.lastIndex == idxAck)) && tc.lastDir != dir && s.ack == tc.lastEnd {
 			goto inWindow // RST answering a SYN/ACK we let through unchecked
 		}
 		if old == TCPSynSent && tc.lastIndex == idxAck && tc.lastDir == Reply && s.seq == tc.lastAck {
