@@ -49,6 +49,8 @@ func TestKernelDiffRandom(t *testing.T) {
 				data, _ := os.ReadFile(out.Capture)
 				_ = os.WriteFile(keep+"/"+sc.Name+".pcap", data, 0o644)
 				_ = os.WriteFile(keep+"/"+sc.Name+".rules", []byte(NewTopology(200+i%40, os.Getpid(), "").Expand(sc.Rules)), 0o644)
+				_ = os.WriteFile(keep+"/"+sc.Name+".kernel.log", []byte(strings.Join(out.Kernel.Log, "\n")+"\n"), 0o644)
+				_ = os.WriteFile(keep+"/"+sc.Name+".uptables.log", []byte(strings.Join(out.Uptables.Log, "\n")+"\n"), 0o644)
 			}
 			if out.Diff != "" {
 				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nreplay: %+v\ntraffic:\n%s", sc.Covers, out.Diff, out.Uptables.Stats, out.Traffic)
