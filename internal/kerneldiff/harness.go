@@ -290,57 +290,6 @@ func (c *capture) stop() error {
 	return nil
 }
 
-// kmsg reads kernel log records appended after Open.
-type kmsg struct{ f *os.File }
-
-// openKmsg opens /dev/kmsg positioned at its end, so only records
-// written afterwards are read.
-func openKmsg() (*kmsg, error) {
-	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("/dev/kmsg: %w", err)
-	}
-	if _, err := syscall.Seek(fd, 0, io.SeekEnd); err != nil {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("/dev/kmsg seek: %w", err)
-	}
-	return &kmsg{f: os.NewFile(uintptr(fd), "/dev/kmsg")}, nil
-}
-
-// lines returns the messages of the records read so far (one read(2) per
-// record; EAGAIN = nothing more), unescaped.
-func (k *kmsg) lines() ([]string, error) {
-	var out []string
-	buf := make([]byte, 8192)
-	fd := int(k.f.Fd())
-	for i := 0; i < maxKmsgRecords; i++ {
-		n, err := syscall.Read(fd, buf)
-		if err != nil {
-			if errors.Is(err, syscall.EAGAIN) {
-				return out, nil
-			}
-			if errors.Is(err, syscall.EPIPE) { // records overwritten: continue
-				continue
-			}
-			return out, err
-		}
-		if n <= 0 {
-			return out, nil
-		}
-		rec := string(buf[:n])
-		_, msg, ok := strings.Cut(rec, ";")
-		if !ok {
-			continue
-		}
-		// Continuation lines (" KEY=value") follow the message.
-		msg, _, _ = strings.Cut(msg, "\n")
-		out = append(out, unescapeKmsg(msg))
-	}
-	return out, nil
-}
-
-func (k *kmsg) close() { _ = k.f.Close() }
-
 // unescapeKmsg undoes /dev/kmsg's \xNN escaping of unprintable bytes.
 func unescapeKmsg(s string) string {
 	if !strings.Contains(s, `\x`) {

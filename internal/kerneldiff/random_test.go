@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"os"
 	"strings"
@@ -42,13 +43,15 @@ func TestKernelDiffRandom(t *testing.T) {
 				}
 				t.Fatalf("%s: %v", sc.Name, err)
 			}
-			if out.Uptables.Stats.Frames < uint64(packets) {
-				t.Fatalf("the capture holds %d frames, fewer than the %d sent (traffic:\n%s)", out.Uptables.Stats.Frames, packets, out.Traffic)
+			if sent := uint64(sc.Client[0].Random.Packets); out.Uptables.Stats.Frames < sent {
+				t.Fatalf("the capture holds %d frames, fewer than the %d sent (traffic:\n%s)", out.Uptables.Stats.Frames, sent, out.Traffic)
 			}
 			if keep := os.Getenv("KERNELDIFF_KEEP"); keep != "" {
 				data, _ := os.ReadFile(out.Capture)
 				_ = os.WriteFile(keep+"/"+sc.Name+".pcap", data, 0o644)
 				_ = os.WriteFile(keep+"/"+sc.Name+".rules", []byte(NewTopology(200+i%40, os.Getpid(), "").Expand(sc.Rules)), 0o644)
+				_ = os.WriteFile(keep+"/"+sc.Name+".kernel.log", []byte(strings.Join(out.Kernel.Log, "\n")+"\n"), 0o644)
+				_ = os.WriteFile(keep+"/"+sc.Name+".uptables.log", []byte(strings.Join(out.Uptables.Log, "\n")+"\n"), 0o644)
 			}
 			if out.Diff != "" {
 				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nreplay: %+v\ntraffic:\n%s", sc.Covers, out.Diff, out.Uptables.Stats, out.Traffic)
@@ -172,6 +175,21 @@ func TestRandomScenarios(t *testing.T) {
 	scs := RandomScenarios([]uint64{1, 2}, 300)
 	if len(scs) != 4 {
 		t.Fatalf("%d scenarios", len(scs))
+	}
+	for _, sc := range scs {
+		if n := sc.Client[0].Random.Packets; n != 300 {
+			t.Errorf("%s: %d packets, asked 300", sc.Name, n)
+		}
+	}
+	// CI defaults: long stateful streams, short stateless ones.
+	for _, sc := range RandomScenarios([]uint64{1}, 0) {
+		want := defaultRandomPackets
+		if strings.Contains(sc.Name, "stateful") {
+			want = defaultStatefulPackets
+		}
+		if n := sc.Client[0].Random.Packets; n != want || !strings.HasSuffix(sc.Name, fmt.Sprintf("-n%d", want)) {
+			t.Errorf("%s: %d packets by default, want %d", sc.Name, n, want)
+		}
 	}
 	for _, sc := range scs {
 		if err := CheckUptables(NewTopology(201, 1, "").Expand(sc.Rules)); err != nil {

@@ -171,7 +171,11 @@ func (sc *Scenario) Run(ctx context.Context, idx int, self, dir string) (out *Ou
 	}
 	var diff strings.Builder
 	diff.WriteString(CompareSave(out.Kernel.Save, upt.Save))
+	diff.WriteString(CompareDiag(out.Kernel.Log, upt.Log))
 	diff.WriteString(CompareLog(out.Kernel.Log, upt.Log))
+	if n := km.lostRecords(); n > 0 && diff.Len() > 0 {
+		fmt.Fprintf(&diff, "(the kernel log overran %d times while it was followed: some kernel LOG lines are missing)\n", n)
+	}
 	if rerr != nil {
 		fmt.Fprintf(&diff, "recent lists: %v\n", rerr)
 	} else {
