@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/uptables/uptables/internal/defrag"
 	"github.com/uptables/uptables/internal/header"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
@@ -175,6 +176,11 @@ type Replayer struct {
 	// fwdOut is the output device of the current frame if it is
 	// forwarded (route).
 	fwdOut string
+	// outFrag reassembles the host's own datagrams that the capture shows
+	// as fragments (see frame); whole is the reassembled packet.
+	outFrag *defrag.Defrag
+	outBuf  []byte
+	whole   packet.Packet
 }
 
 // New returns a Replayer driving eng.
@@ -287,6 +293,21 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	}
 	p := &r.pkt
 	path := r.classify(p.Src, p.Dst)
+	if path == netfilter.PathOutput && defrag.IsFragment(p) {
+		// The kernel fragments a local datagram after POSTROUTING
+		// (ip_finish_output), so OUTPUT and POSTROUTING saw it whole, once,
+		// whether or not conntrack is on: put it together again first.
+		whole, ok := r.reassembleOutput(p)
+		if !ok { // held until the datagram is complete, as the engine's defrag steals fragments
+			r.stats.Processed++
+			r.stats.Reassembly++
+			ev.Path, ev.Packet = path, p
+			ev.Result = netfilter.Result{Verdict: xt.VerdictStolen, Path: path}
+			ev.Replies = nil
+			return r.observe()
+		}
+		p = whole
+	}
 	in, out := r.ifaces(ifc.name)
 	// A received packet is routed after PREROUTING, on the destination
 	// PREROUTING left (route): DNAT to another host forwards a packet
@@ -340,6 +361,27 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 	}
 	ev.Replies = r.repv[:r.nrep]
 	return r.observe()
+}
+
+// reassembleOutput offers a fragment of the host's own datagram and
+// returns the whole datagram once its last fragment is in.
+func (r *Replayer) reassembleOutput(p *packet.Packet) (*packet.Packet, bool) {
+	if r.outFrag == nil {
+		r.outFrag = defrag.New(defrag.Config{})
+	}
+	if cap(r.outBuf) < 65536 {
+		r.outBuf = make([]byte, 65536)
+	}
+	res, err := r.outFrag.Add(p, packet.LocalOut, 0, r.outBuf[:cap(r.outBuf)])
+	if err != nil || !res.Done {
+		return nil, false
+	}
+	w := &r.whole
+	if w.Decode(res.Out) == packet.BadL3 {
+		return nil, false
+	}
+	w.Link, w.TimeNS = p.Link, p.TimeNS
+	return w, true
 }
 
 func (r *Replayer) observe() error {
