@@ -144,8 +144,10 @@ func (g *getopt) nextOpt(opts optTable) gotResult {
 	if strings.HasPrefix(w, "--") {
 		return g.long(opts, w)
 	}
+	// glibc leaves optind on a short option cluster until its last
+	// character is read: argv[optind-1] in a message about a character in
+	// the middle of "-xyz" is the word before it.
 	g.next = w[1:]
-	g.optind++
 	return g.short(opts)
 }
 
@@ -201,9 +203,12 @@ func (g *getopt) long(opts optTable, w string) gotResult {
 func (g *getopt) short(opts optTable) gotResult {
 	c := g.next[0]
 	g.next = g.next[1:]
+	if g.next == "" {
+		g.optind++
+	}
 	if !isShortOpt(c) {
-		g.next = ""
-		return gotResult{kind: gotUnknown, word: g.args[g.optind-1], short: c}
+		// the rest of the cluster stays for the next call, as in glibc
+		return gotResult{kind: gotUnknown, word: g.prev(), short: c}
 	}
 	var lo *longOpt
 	for i := range builtinOptTable {
@@ -218,20 +223,30 @@ func (g *getopt) short(opts optTable) gotResult {
 		if g.next != "" {
 			r.arg, r.hasArg = g.next, true
 			g.next = ""
+			g.optind++
 		} else if g.optind < len(g.args) {
 			r.arg, r.hasArg, r.argPos = g.args[g.optind], true, g.optind
 			g.optind++
 		} else {
-			return gotResult{kind: gotMissing, word: g.args[g.optind-1], short: c}
+			return gotResult{kind: gotMissing, word: g.prev(), short: c}
 		}
 	case 2:
 		if g.next != "" {
 			r.arg, r.hasArg = g.next, true
 			g.next = ""
+			g.optind++
 		}
 	}
-	r.word = g.args[g.optind-1]
+	r.word = g.prev()
 	return r
+}
+
+// prev is argv[optind-1]; before the first word that is the program name.
+func (g *getopt) prev() string {
+	if g.optind == 0 {
+		return "iptables"
+	}
+	return g.args[g.optind-1]
 }
 
 // hasArg is iptables' xs_has_arg: the next word exists and does not start

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"strings"
 
@@ -317,14 +318,16 @@ func (p *parser) run() error {
 		case gotUnknown:
 			// iptables' command_default: load the protocol's match on
 			// the first option nobody knows, then read the word again.
-			if p.ctx.Proto != 0 && !p.protoUsed && r.short == 0 {
+			// A short option's unknown character counts too; in the
+			// middle of a cluster optind-- steps back to the word before
+			// and getopt goes on with the cluster's next character.
+			if p.ctx.Proto != 0 && !p.protoUsed {
 				if spec, ok := p.reg.Match(xt.ProtoName(p.ctx.Proto)); ok && familyOK(spec.Family, p.fam) {
 					p.protoUsed = true
 					e := &extInst{mspec: spec, match: spec.New(), implicit: true}
 					p.exts = append(p.exts, e)
 					p.matches = append(p.matches, e)
 					p.g.optind--
-					p.g.next = ""
 					continue
 				}
 			}
@@ -564,25 +567,44 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 // scanULL is sscanf("%llu"): optional blanks and sign, then digits; the
 // rest of the word is ignored; a minus wraps modulo 2^64.
 func scanULL(s string) (uint64, bool) {
-	s = strings.TrimLeft(s, " \t\n\v\f\r")
+	v, n := scanULLPrefix(s)
+	return v, n > 0
+}
+
+// scanULLPrefix is sscanf's %llu: blanks, an optional sign, decimal
+// digits, as strtoull reads them (a value too large saturates at
+// 2^64-1, a negative one wraps). It returns the value and how many bytes
+// of s it used, 0 when there is no number.
+func scanULLPrefix(s string) (uint64, int) {
+	i := 0
+	for i < len(s) && strings.IndexByte(" \t\n\v\f\r", s[i]) >= 0 {
+		i++
+	}
 	neg := false
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		neg = s[0] == '-'
-		s = s[1:]
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
 	}
 	var v uint64
-	n := 0
-	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-		v = v*10 + uint64(s[n]-'0')
-		n++
+	start, over := i, false
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		d := uint64(s[i] - '0')
+		if v > (math.MaxUint64-d)/10 {
+			over = true
+		}
+		v = v*10 + d
+		i++
 	}
-	if n == 0 {
-		return 0, false
+	if i == start {
+		return 0, 0
+	}
+	if over {
+		return math.MaxUint64, i
 	}
 	if neg {
 		v = -v
 	}
-	return v, true
+	return v, i
 }
 
 func (p *parser) command(c byte, r gotResult) error {

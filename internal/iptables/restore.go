@@ -97,30 +97,36 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 	)
 	for _, line := range lines {
 		lineNo++
-		trimmed := strings.TrimLeft(line, " \t")
-		if trimmed == "" || trimmed[0] == '#' {
+		// iptables-restore tells lines apart by their first byte (fgets'
+		// buffer[0]); a line with leading blanks is a rule line, so
+		// " COMMIT" or "\t:INPUT" are bad arguments, not what they look like.
+		if line == "" || line[0] == '#' {
 			continue
 		}
 		if !inTable {
-			if trimmed[0] == '*' {
-				name := strings.TrimRight(trimmed[1:], " \t")
+			if line[0] == '*' {
+				name, _ := restoreToken(line[1:])
+				if name == "" {
+					return nil, &Error{Kind: KindParam, Line: lineNo,
+						Msg: "iptables-restore: line " + strconv.Itoa(lineNo) + " table name invalid"}
+				}
 				if _, ok := ruleset.BuiltinHooks(name); !ok {
 					return nil, &Error{Kind: KindParam, Line: lineNo,
 						Msg: "iptables-restore: line " + strconv.Itoa(lineNo) + " table name '" + name + "' invalid"}
 				}
 				table, inTable = name, true
 				if !o.NoFlush && !flushed[name] {
-					fresh, _ := ruleset.NewTable(name)
-					replaceTable(work, fresh)
+					// nft: flushing deletes the table; the first chain or
+					// rule line creates it again (an empty "*filter" /
+					// "COMMIT" leaves no filter table behind).
+					dropTable(work, name)
 					flushed[name] = true
-				} else {
-					work.EnsureTable(name)
 				}
 				continue
 			}
 			return nil, &Error{Kind: KindPlain, Line: lineNo}
 		}
-		if trimmed == "COMMIT" || strings.HasPrefix(trimmed, "COMMIT ") {
+		if line == "COMMIT" {
 			// iptables-restore reports a jump to a chain that did not
 			// exist when the rule was read at the COMMIT line (even if the
 			// chain is declared later in the same table).
@@ -131,23 +137,23 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			inTable = false
 			continue
 		}
-		if trimmed[0] == ':' {
+		work.EnsureTable(table)
+		if line[0] == ':' {
 			chains.reset()
-			if err := restoreChain(work.Table(table), trimmed[1:], lineNo, o.Counters); err != nil {
+			if err := restoreChain(work.Table(table), line[1:], lineNo, o.Counters); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		var counters *ruleset.Counters
-		text, c, ok := ruleText(trimmed)
-		if !ok {
-			return nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad counter value `" + trimmed + "'"}
+		text, c, err := ruleText(line, lineNo, o.Counters)
+		if err != nil {
+			return nil, err
 		}
 		if o.Counters && c != nil {
 			counters = c
 		}
 		var lc lineCmd
-		var err error
 		if pre != nil && pre[lineNo-1].done && pre[lineNo-1].table == table {
 			lc, err = pre[lineNo-1].lc, pre[lineNo-1].err
 		} else {
@@ -280,21 +286,91 @@ func splitLines(s string) []string {
 	return lines
 }
 
-// ruleText strips an optional "[pkts:bytes]" prefix; ok is false when the
-// prefix is malformed.
-func ruleText(trimmed string) (text string, c *ruleset.Counters, ok bool) {
-	if trimmed[0] != '[' {
-		return trimmed, nil, true
+// ruleText splits an optional "[pkts:bytes]" prefix from a rule line the
+// way iptables-restore does: the rule starts after the first ']'; the
+// counters are the strtok(":") and strtok("]") tokens after the '[' (the
+// NULs strtok writes can cut the rule text short: "[1]:2 -A INPUT" leaves
+// no command). With --counters they are read as `--set-counters P B`
+// would be (sscanf %llu, so "0x10" is 0 and "-1" wraps).
+func ruleText(line string, lineNo int, counters bool) (text string, c *ruleset.Counters, err error) {
+	if line[0] != '[' {
+		return line, nil, nil
 	}
-	end := strings.IndexByte(trimmed, ']')
+	end := strings.IndexByte(line, ']')
 	if end < 0 {
-		return "", nil, false
+		return "", nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad line " + strconv.Itoa(lineNo) + ": need ]"}
 	}
-	cnt, ok := parseBracketCounters(trimmed[:end+1])
-	if !ok {
-		return "", nil, false
+	cut := len(line) // where the first NUL written by strtok past end lies
+	i := 1
+	for i < len(line) && line[i] == ':' {
+		i++
 	}
-	return trimmed[end+1:], &cnt, true
+	if i == len(line) {
+		return "", nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad line " + strconv.Itoa(lineNo) + ": need :"}
+	}
+	j := strings.IndexByte(line[i:], ':')
+	if j < 0 {
+		return "", nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad line " + strconv.Itoa(lineNo) + ": need ]"}
+	}
+	pcnt := line[i : i+j]
+	if i+j > end {
+		cut = min(cut, i+j)
+	}
+	k := i + j + 1
+	for k < len(line) && line[k] == ']' {
+		k++
+	}
+	if k == len(line) {
+		return "", nil, &Error{Kind: KindParam, Line: lineNo, Msg: "Bad line " + strconv.Itoa(lineNo) + ": need ]"}
+	}
+	bcnt := line[k:]
+	if m := strings.IndexByte(bcnt, ']'); m >= 0 {
+		bcnt = bcnt[:m]
+		if k+m > end {
+			cut = min(cut, k+m)
+		}
+	}
+	text = ""
+	if end+1 < cut {
+		text = line[end+1 : cut]
+	}
+	if !counters {
+		return text, nil, nil
+	}
+	if bcnt == "" || bcnt[0] != '-' && bcnt[0] != '!' {
+		pk, ok := scanULL(pcnt)
+		if !ok {
+			return "", nil, paramLine("-c packet counter not numeric", lineNo)
+		}
+		by, ok := scanULL(bcnt)
+		if !ok {
+			return "", nil, paramLine("-c byte counter not numeric", lineNo)
+		}
+		return text, &ruleset.Counters{Packets: pk, Bytes: by}, nil
+	}
+	return "", nil, paramLine("-c requires packet and byte counter", lineNo)
+}
+
+func paramLine(msg string, line int) *Error { return &Error{Kind: KindParam, Line: line, Msg: msg} }
+
+// restoreToken returns the first strtok(" \t\n") token of s and the rest.
+func restoreToken(s string) (tok, rest string) {
+	s = strings.TrimLeft(s, " \t\n")
+	i := strings.IndexAny(s, " \t\n")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], s[i+1:]
+}
+
+// dropTable removes a table from rs (what flushing it does with nft).
+func dropTable(rs *ruleset.Ruleset, name string) {
+	for i, t := range rs.Tables {
+		if t.Name == name {
+			rs.Tables = append(rs.Tables[:i:i], rs.Tables[i+1:]...)
+			return
+		}
+	}
 }
 
 // splitRuleWords splits a rule line; the real reader keeps the newline of
@@ -333,21 +409,21 @@ func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
 	var idx []int
 	inTable, table := false, ""
 	for i, line := range lines {
-		t := strings.TrimLeft(line, " \t")
-		if t == "" || t[0] == '#' {
+		if line == "" || line[0] == '#' {
 			continue
 		}
 		if !inTable {
-			if t[0] == '*' {
-				inTable, table = true, strings.TrimRight(t[1:], " \t")
+			if line[0] == '*' {
+				inTable = true
+				table, _ = restoreToken(line[1:])
 			}
 			continue
 		}
-		if t == "COMMIT" || strings.HasPrefix(t, "COMMIT ") {
+		if line == "COMMIT" {
 			inTable = false
 			continue
 		}
-		if t[0] == ':' {
+		if line[0] == ':' {
 			continue
 		}
 		out[i].table = table
@@ -369,8 +445,8 @@ func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
 			cache := newRuleCache()
 			var buf []string
 			for _, i := range part {
-				text, _, ok := ruleText(strings.TrimLeft(lines[i], " \t"))
-				if !ok {
+				text, _, err := ruleText(lines[i], i+1, false)
+				if err != nil {
 					continue
 				}
 				lc, nb, err := cache.parseText(reg, fam, text, ParseOptions{Restore: true, DefaultTable: out[i].table}, buf)
@@ -383,38 +459,32 @@ func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
 	return out
 }
 
-func replaceTable(rs *ruleset.Ruleset, t *ruleset.Table) {
-	for i, x := range rs.Tables {
-		if x.Name == t.Name {
-			rs.Tables[i] = t
-			return
-		}
-	}
-	rs.Tables = append(rs.Tables, t)
-	rs.EnsureTable(t.Name) // re-sorts
-}
-
-// restoreChain handles ":NAME POLICY [p:b]".
+// restoreChain handles ":NAME POLICY [p:b]" as iptables-restore does:
+// strtok(" \t\n") tokens; policy counters only with --counters and only
+// for a policy other than "-", read as sscanf("[%llu:%llu]") reads them
+// (trailing bytes ignored, "[1:2" is enough).
 func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error {
-	f := strings.FieldsFunc(rest, func(r rune) bool { return r < 0x80 && isRestoreBlank(byte(r)) })
-	if len(f) == 0 {
-		return &Error{Kind: KindPlain, Line: line}
+	name, rest := restoreToken(rest)
+	if name == "" {
+		return &Error{Kind: KindParam, Line: line, Msg: "iptables-restore: line " + strconv.Itoa(line) + " chain name invalid"}
 	}
-	name := f[0]
 	if len(name) >= 29 {
-		return &Error{Kind: KindParam, Line: line, Msg: "Invalid chain name `" + name + "' (28 chars max)"}
+		return &Error{Kind: KindParam, Line: line, Msg: "chain name `" + name + "' too long (must be under 29 chars)"}
 	}
-	if len(f) < 2 {
+	policy, rest := restoreToken(rest)
+	if policy == "" {
 		return &Error{Kind: KindParam, Line: line, Msg: "iptables-restore: line " + strconv.Itoa(line) + " policy invalid"}
 	}
 	var cnt ruleset.Counters
-	if len(f) >= 3 && counters {
-		c, ok := parseBracketCounters(f[2])
+	if policy != "-" && counters {
+		ctrs, _ := restoreToken(rest)
+		c, ok := scanBracketCounters(ctrs)
 		if !ok {
-			return &Error{Kind: KindParam, Line: line, Msg: "Bad counter value `" + f[2] + "'"}
+			return &Error{Kind: KindParam, Line: line, Msg: "invalid policy counters for chain '" + name + "'"}
 		}
 		cnt = c
 	}
+	f := []string{name, policy}
 	ch := t.Chain(name)
 	if ch != nil && ch.BuiltIn {
 		if f[1] != "-" {
@@ -423,8 +493,8 @@ func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error 
 				return &Error{Kind: KindPlain, Line: line, Msg: "Bad policy name."}
 			}
 			ch.Policy = v
+			ch.Counters = cnt
 		}
-		ch.Counters = cnt
 		return nil
 	}
 	if ch != nil {
@@ -445,21 +515,20 @@ func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error 
 	return nil
 }
 
-// parseBracketCounters parses "[pkts:bytes]".
-func parseBracketCounters(s string) (ruleset.Counters, bool) {
-	if len(s) < 5 || s[0] != '[' || s[len(s)-1] != ']' {
+// scanBracketCounters is sscanf(s, "[%llu:%llu]") == 2.
+func scanBracketCounters(s string) (ruleset.Counters, bool) {
+	if s == "" || s[0] != '[' {
 		return ruleset.Counters{}, false
 	}
-	p, b, ok := strings.Cut(s[1:len(s)-1], ":")
-	if !ok {
+	p, n := scanULLPrefix(s[1:])
+	if n == 0 || 1+n >= len(s) || s[1+n] != ':' {
 		return ruleset.Counters{}, false
 	}
-	pv, err1 := strconv.ParseUint(p, 10, 64)
-	bv, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil {
+	b, m := scanULLPrefix(s[2+n:])
+	if m == 0 {
 		return ruleset.Counters{}, false
 	}
-	return ruleset.Counters{Packets: pv, Bytes: bv}, true
+	return ruleset.Counters{Packets: p, Bytes: b}, true
 }
 
 // validateRestore checks the result as the kernel checks the batch: rules
