@@ -23,7 +23,11 @@ type Result struct {
 func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 	res := Result{Ruleset: rs}
 	if cmd.Cmd&CmdVersion != 0 {
-		_, err := io.WriteString(out, "iptables "+Version+"\n")
+		v := "iptables " + Version + "\n"
+		if cmd.VersionInv {
+			v = "Not 1.8.9 (nf_tables) ;-)\n"
+		}
+		_, err := io.WriteString(out, v)
 		return res, err
 	}
 	if cmd.Cmd&CmdHelp != 0 {
@@ -35,7 +39,7 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 	}
 	if cmd.Cmd&(CmdList|CmdListRules) != 0 {
 		t, _ := rs.View(cmd.Table)
-		if cmd.Chain != "" && t.Chain(cmd.Chain) == nil {
+		if (cmd.Chain != "" || cmd.ChainGiven) && t.Chain(cmd.Chain) == nil {
 			return res, &Error{Kind: KindFatal, Code: 1, Msg: "chain `" + cmd.Chain + "' in table `" + cmd.Table + "' is incompatible, use 'nft' tool."}
 		}
 		var err error
@@ -56,7 +60,8 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 		t, _ := rs.View(cmd.Table)
 		c := t.Chain(cmd.Chain)
 		if c == nil {
-			return res, plain("No chain/target/match by that name.")
+			// nft looks the rule up without looking for the chain first
+			return res, plain("Bad rule (does a matching rule exist in that chain?).")
 		}
 		for _, r := range cmd.Rules {
 			if findRule(c, r) < 0 {
@@ -93,19 +98,45 @@ func apply(n *ruleset.Ruleset, cmd *Command) error {
 // (iptables-restore validates the whole file in file order at the end).
 func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	c := cmd.Cmd &^ (CmdList | CmdListRules)
+	if cmd.ChainGiven && cmd.Chain == "" {
+		// an empty chain name names no chain ("-F ''" is not "-F")
+		if c == CmdZeroNum {
+			return plain("Bad rule (does a matching rule exist in that chain?).")
+		}
+		if c&(CmdFlush|CmdZero|CmdDeleteChain) != 0 {
+			return noChain()
+		}
+	}
 	switch c {
-	case CmdDelete:
+	case CmdDelete, CmdZeroNum:
 		if n.Table(cmd.Table) == nil {
 			return plain("Bad rule (does a matching rule exist in that chain?).")
 		}
-	case CmdDeleteNum, CmdReplace, CmdRenameChain:
+	case CmdDeleteNum, CmdReplace:
 		// nft: these never create the table; on a table that does not
 		// exist yet every chain is missing.
 		if n.Table(cmd.Table) == nil {
 			return noChain()
 		}
-	case CmdDeleteChain:
-		if n.Table(cmd.Table) == nil && cmd.Chain != "" {
+	case CmdDeleteChain, CmdZero, CmdFlush:
+		// -F, -X and -Z on every chain of a table that does not exist
+		// do nothing and do not create it; -X/-Z CHAIN find no chain
+		// (-F CHAIN does create the table, as nft does).
+		if n.Table(cmd.Table) == nil {
+			if cmd.Chain == "" {
+				return nil
+			}
+			if c != CmdFlush {
+				return noChain()
+			}
+		}
+	case CmdRenameChain:
+		// the new name is looked up first: "-E nope INPUT" is "File
+		// exists." even before the table exists
+		if _, ok := ruleset.BuiltinHooks(cmd.Table); ok && n.Table(cmd.Table) == nil {
+			if fresh, _ := ruleset.NewTable(cmd.Table); fresh.Chain(cmd.NewName) != nil {
+				return plain("File exists.")
+			}
 			return noChain()
 		}
 	}
@@ -157,7 +188,7 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	case CmdDelete:
 		ch := t.Chain(cmd.Chain)
 		if ch == nil {
-			return noChain()
+			return plain("Bad rule (does a matching rule exist in that chain?).")
 		}
 		for _, r := range cmd.Rules {
 			i := findRule(ch, r)
@@ -186,6 +217,9 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 		}
 	case CmdZero, CmdZeroNum:
 		if cmd.Chain != "" && t.Chain(cmd.Chain) == nil {
+			if c == CmdZeroNum {
+				return plain("Bad rule (does a matching rule exist in that chain?).")
+			}
 			return noChain()
 		}
 		for _, ch := range t.Chains {
@@ -212,12 +246,12 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	case CmdDeleteChain:
 		return deleteChain(t, cmd.Chain)
 	case CmdRenameChain:
+		if t.Chain(cmd.NewName) != nil {
+			return plain("File exists.")
+		}
 		ch := t.Chain(cmd.Chain)
 		if ch == nil || ch.BuiltIn {
 			return noChain()
-		}
-		if t.Chain(cmd.NewName) != nil {
-			return plain("File exists.")
 		}
 		if len(cmd.NewName) >= 29 {
 			return paramf("chain name `" + cmd.NewName + "' too long (must be under 29 chars)")
@@ -242,16 +276,18 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 			}
 		}
 	case CmdSetPolicy:
-		ch := t.Chain(cmd.Chain)
-		if ch == nil || !ch.BuiltIn {
-			return plain("Bad built-in chain name.")
-		}
+		// the policy is checked before the chain (measured: "-P FOO
+		// QUEUE" is "Bad policy name.")
 		v, std := ruleset.IsStandardTarget(cmd.Policy)
 		if !std || (v != ruleset.Accept && v != ruleset.Drop) {
 			e := plain("Bad policy name.")
 			e.Dmesg = true
 			e.Hint = "a built-in chain's policy is ACCEPT or DROP"
 			return e
+		}
+		ch := t.Chain(cmd.Chain)
+		if ch == nil || !ch.BuiltIn {
+			return plain("Bad built-in chain name.")
 		}
 		ch.Policy = v // nft ignores -c with -P
 	default:

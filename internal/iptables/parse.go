@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/uptables/uptables/internal/ruleset"
@@ -56,11 +57,14 @@ func cmdLetter(c Cmd) byte {
 
 // Command is one parsed iptables command line.
 type Command struct {
-	Cmd     Cmd
-	Table   string
-	Chain   string // "" = all chains (-L, -S, -F, -Z, -X)
-	NewName string // -E
-	Policy  string // -P
+	Cmd   Cmd
+	Table string
+	Chain string // "" = all chains (-L, -S, -F, -Z, -X)
+	// ChainGiven: -L/-S/-F/-Z/-X named a chain, possibly the empty word
+	// (which names no chain: "-F ''" fails where "-F" flushes all).
+	ChainGiven bool
+	NewName    string // -E
+	Policy     string // -P
 	// RuleNum is the 1-based rule number of -I (default 1), -D/-R/-S/-L/-Z
 	// with a number; 0 when none was given.
 	RuleNum int
@@ -74,6 +78,11 @@ type Command struct {
 	SetCounters *ruleset.Counters
 	// Warnings are messages iptables prints on stderr without failing.
 	Warnings []string
+	// VersionInv is "! -V", which iptables answers with a joke.
+	VersionInv bool
+	// Ignore: a -6 line of an iptables-restore file, which
+	// iptables-restore skips.
+	Ignore bool
 }
 
 // Modifies reports whether the command changes the rule set.
@@ -213,6 +222,11 @@ type parser struct {
 	verdict  ruleset.Verdict
 	jumpTo   string
 	tableSet bool
+
+	// stop: -h, -V (and -6 in restore) end the parse where they stand,
+	// as iptables exits there.
+	stop               bool
+	wait, waitInterval bool
 }
 
 // ParseCommand parses one iptables command line (without the program
@@ -233,7 +247,14 @@ func parse(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*pa
 	}
 	p.ctx.Family = fam
 	if err := p.run(); err != nil {
-		return nil, AsError(err, "", "")
+		e := AsError(err, "", "")
+		if len(p.cmd.Warnings) > 0 && e.Before == "" {
+			// iptables printed them before it failed
+			cp := *e
+			cp.Before = strings.Join(p.cmd.Warnings, "\n") + "\n"
+			e = &cp
+		}
+		return nil, e
 	}
 	return p, nil
 }
@@ -342,6 +363,9 @@ func (p *parser) run() error {
 		if _, err := p.builtin(r); err != nil {
 			return err
 		}
+		if p.stop {
+			return nil
+		}
 	}
 }
 
@@ -424,14 +448,12 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 	case 'A', 'C', 'D', 'R', 'I', 'N', 'X', 'E', 'P', 'L', 'S', 'F', 'Z':
 		return false, p.command(c, r)
 	case 'h':
-		if err := p.addCommand(CmdHelp, CmdNone); err != nil {
-			return false, err
-		}
+		// iptables prints the help the moment it reads -h, whatever
+		// came before or follows
+		p.cmd.Cmd, p.stop = CmdHelp, true
 	case 'V':
-		if p.inv {
-			return false, paramf("unexpected '!' flag")
-		}
-		p.cmd.Cmd |= CmdVersion
+		// the same for -V (and "! -V" is answered with a joke)
+		p.cmd.Cmd, p.cmd.VersionInv, p.stop = CmdVersion, p.inv, true
 	case 'p':
 		if err := p.setOption(optProtocol); err != nil {
 			return false, err
@@ -551,12 +573,16 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		}
 		p.cmd.SetCounters = &ruleset.Counters{Packets: pk, Bytes: by}
 	case 'w', 'W':
-		if !r.hasArg && p.g.hasArg() {
-			p.g.optind++
-		}
+		return false, p.waitOption(c, r)
 	case 'M', 'b', '4':
 	case '6':
-		return false, paramf("This is the IPv4 version of iptables.\n")
+		if p.po.Restore {
+			// "--ipv6 -6: Error (line is ignored by iptables-restore)"
+			p.cmd.Ignore, p.stop = true, true
+			return false, nil
+		}
+		// iptables-nft prints only the Try line
+		return false, &Error{Kind: KindParam, NoPrefix: true}
 	default:
 		return false, unknownOption(r.word)
 	}
@@ -663,12 +689,7 @@ func (p *parser) command(c byte, r gotResult) error {
 		if err := p.addCommand(cc, CmdZero|CmdZeroNum); err != nil {
 			return err
 		}
-		if r.hasArg {
-			cmd.Chain = r.arg
-		} else if p.g.hasArg() {
-			cmd.Chain = p.g.args[p.g.optind]
-			p.g.optind++
-		}
+		p.optChain(r)
 		if n, ok, err := p.ruleNumberArg(); err != nil {
 			return err
 		} else if ok {
@@ -743,9 +764,9 @@ func (p *parser) command(c byte, r gotResult) error {
 
 func (p *parser) optChain(r gotResult) {
 	if r.hasArg {
-		p.cmd.Chain = r.arg
+		p.cmd.Chain, p.cmd.ChainGiven = r.arg, true
 	} else if p.g.hasArg() {
-		p.cmd.Chain = p.g.args[p.g.optind]
+		p.cmd.Chain, p.cmd.ChainGiven = p.g.args[p.g.optind], true
 		p.g.optind++
 	}
 }
@@ -837,10 +858,49 @@ func (p *parser) jump(name string, isGoto bool) (loaded bool, err error) {
 }
 
 // finish runs iptables' checks after the option loop and builds the rules.
+// waitOption handles -w [seconds] and -W [usecs]: the value is read with
+// sscanf("%u") (so "1x" is 1); -W is deprecated and warns, and over
+// 999999 usecs it fails.
+func (p *parser) waitOption(c byte, r gotResult) error {
+	if p.po.Restore {
+		return paramf("You cannot use `-" + string(c) + "' from iptables-restore")
+	}
+	val, has := r.arg, r.hasArg
+	if !has && p.g.hasArg() {
+		val, has = p.g.args[p.g.optind], true
+		p.g.optind++
+	}
+	if c == 'w' {
+		p.wait = true
+		if has {
+			if _, ok := scanULL(val); !ok {
+				return paramf("wait seconds not numeric")
+			}
+		}
+		return nil
+	}
+	if !has {
+		return paramf("wait interval value required")
+	}
+	v, ok := scanULL(val)
+	if !ok {
+		return paramf("wait interval not numeric")
+	}
+	if u := uint32(v); u > 999999 {
+		return paramf("too long usec wait " + strconv.FormatUint(uint64(u), 10) + " > 999999 usec")
+	}
+	p.waitInterval = true
+	p.cmd.Warnings = append(p.cmd.Warnings, "Ignoring deprecated --wait-interval option.")
+	return nil
+}
+
 func (p *parser) finish() error {
 	cmd := p.cmd
 	if p.inv {
 		return paramf("nothing appropriate following !")
+	}
+	if p.waitInterval && !p.wait {
+		return paramf("--wait-interval only makes sense with --wait\n")
 	}
 	p.ctx.Table = cmd.Table
 	p.ctx.Chain = cmd.Chain

@@ -210,7 +210,7 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			}
 			continue
 		}
-		if cmd.Cmd&(CmdList|CmdListRules|CmdHelp|CmdVersion|CmdCheck) != 0 {
+		if cmd.Ignore || cmd.Cmd&(CmdList|CmdListRules|CmdHelp|CmdVersion|CmdCheck) != 0 {
 			continue // iptables-restore ignores output-only commands' output
 		}
 		chains.reset()
