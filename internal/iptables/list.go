@@ -32,7 +32,7 @@ type ListOptions struct {
 func WriteList(w io.Writer, t *ruleset.Table, o ListOptions) error {
 	var b strings.Builder
 	first := true
-	for _, c := range t.Chains {
+	for _, c := range listOrder(t) {
 		if o.Chain != "" && c.Name != o.Chain {
 			continue
 		}

@@ -90,6 +90,12 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		lineNo  int
 		pending = make([]pendingRule, 0, len(lines))
 		jumpErr *Error // a jump to a chain missing when its line was read
+		jumpAt  int    // the line of that jump
+		// deferred is the first operation the kernel will refuse when the
+		// table is committed (-N of an existing chain, -D of a missing
+		// rule, a bad policy ...): nft finds it in the batch, so parse
+		// errors on later lines of the table are reported first.
+		deferred *Error
 		flushed = map[string]bool{}
 		cache   = newRuleCache()
 		chains  chainIndex
@@ -130,6 +136,9 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			// iptables-restore reports a jump to a chain that did not
 			// exist when the rule was read at the COMMIT line (even if the
 			// chain is declared later in the same table).
+			if deferred != nil && (jumpErr == nil || deferred.Line <= jumpAt) {
+				return nil, deferred
+			}
 			if jumpErr != nil {
 				jumpErr.Line = lineNo
 				return nil, jumpErr
@@ -141,7 +150,12 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		if line[0] == ':' {
 			chains.reset()
 			if err := restoreChain(work.Table(table), line[1:], lineNo, o.Counters); err != nil {
-				return nil, err
+				if err.Kind != KindPlain {
+					return nil, err
+				}
+				if deferred == nil {
+					deferred = err
+				}
 			}
 			continue
 		}
@@ -173,14 +187,16 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			t := work.Table(table)
 			ch := chains.get(t, lc.tmpl.cmd.Chain)
 			if ch == nil {
-				e := noChain()
-				e.Line = lineNo
-				return nil, e
+				if deferred == nil {
+					deferred = noChain()
+					deferred.Line = lineNo
+				}
+				continue
 			}
 			ch.Rules = append(ch.Rules, r)
 			pending = append(pending, pendingRule{line: lineNo, table: table, chain: ch.Name, rule: r})
 			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-				jumpErr = chainMissing(r.Chain)
+				jumpErr, jumpAt = chainMissing(r.Chain), lineNo
 			}
 			continue
 		}
@@ -196,16 +212,18 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			t := work.Table(table)
 			ch := chains.get(t, cmd.Chain)
 			if ch == nil {
-				e := noChain()
-				e.Line = lineNo
-				return nil, e
+				if deferred == nil {
+					deferred = noChain()
+					deferred.Line = lineNo
+				}
+				continue
 			}
 			ch.Rules = append(ch.Rules, cmd.Rules...)
 			for _, r := range cmd.Rules {
 				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r}
 				pending = append(pending, p)
 				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-					jumpErr = chainMissing(r.Chain)
+					jumpErr, jumpAt = chainMissing(r.Chain), lineNo
 				}
 			}
 			continue
@@ -217,7 +235,13 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		if err := applyOpt(work, cmd, false); err != nil {
 			e := *AsError(err, "", "")
 			e.Line = lineNo
-			return nil, &e
+			if e.Kind != KindPlain && e.Kind != KindKernel {
+				return nil, &e
+			}
+			if deferred == nil {
+				deferred = &e
+			}
+			continue
 		}
 		for _, r := range cmd.Rules {
 			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r})
@@ -463,7 +487,7 @@ func preparse(lines []string, reg *xt.Registry, fam xt.Family) []preparsed {
 // strtok(" \t\n") tokens; policy counters only with --counters and only
 // for a policy other than "-", read as sscanf("[%llu:%llu]") reads them
 // (trailing bytes ignored, "[1:2" is enough).
-func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error {
+func restoreChain(t *ruleset.Table, rest string, line int, counters bool) *Error {
 	name, rest := restoreToken(rest)
 	if name == "" {
 		return &Error{Kind: KindParam, Line: line, Msg: "iptables-restore: line " + strconv.Itoa(line) + " chain name invalid"}
@@ -471,24 +495,38 @@ func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error 
 	if len(name) >= 29 {
 		return &Error{Kind: KindParam, Line: line, Msg: "chain name `" + name + "' too long (must be under 29 chars)"}
 	}
+	ch := t.Chain(name)
+	if ch == nil {
+		// a new user chain: the checks of -N come before the policy word
+		// (measured: ":-" is "not allowed to start with `-'"), but only
+		// the standard targets clash (":LOG - [0:0]" is accepted)
+		switch _, std := ruleset.IsStandardTarget(name); {
+		case name[0] == '-' || name[0] == '!':
+			return &Error{Kind: KindParam, Line: line, Msg: "chain name not allowed to start with `" + name[:1] + "'"}
+		case std:
+			return &Error{Kind: KindParam, Line: line, Msg: "chain name may not clash with target name"}
+		case hasCSpace(name):
+			return &Error{Kind: KindParam, Line: line, Msg: "Invalid chain name `" + name + "'"}
+		}
+	}
 	policy, rest := restoreToken(rest)
 	if policy == "" {
 		return &Error{Kind: KindParam, Line: line, Msg: "iptables-restore: line " + strconv.Itoa(line) + " policy invalid"}
 	}
-	var cnt ruleset.Counters
-	if policy != "-" && counters {
-		ctrs, _ := restoreToken(rest)
-		c, ok := scanBracketCounters(ctrs)
-		if !ok {
-			return &Error{Kind: KindParam, Line: line, Msg: "invalid policy counters for chain '" + name + "'"}
-		}
-		cnt = c
-	}
-	f := []string{name, policy}
-	ch := t.Chain(name)
 	if ch != nil && ch.BuiltIn {
-		if f[1] != "-" {
-			v, std := ruleset.IsStandardTarget(f[1])
+		// a built-in chain's counters are read with --counters even
+		// when the policy is "-"; a bad policy fails at commit time
+		var cnt ruleset.Counters
+		if counters {
+			ctrs, _ := restoreToken(rest)
+			c, ok := scanBracketCounters(ctrs)
+			if !ok {
+				return &Error{Kind: KindParam, Line: line, Msg: "invalid policy counters for chain '" + name + "'"}
+			}
+			cnt = c
+		}
+		if policy != "-" {
+			v, std := ruleset.IsStandardTarget(policy)
 			if !std || (v != ruleset.Accept && v != ruleset.Drop) {
 				return &Error{Kind: KindPlain, Line: line, Msg: "Bad policy name."}
 			}
@@ -500,16 +538,6 @@ func restoreChain(t *ruleset.Table, rest string, line int, counters bool) error 
 	if ch != nil {
 		ch.Rules = nil // redeclaring a user chain flushes it
 		return nil
-	}
-	// The checks of -N, but only the standard targets clash here (measured:
-	// ":LOG - [0:0]" is accepted, ":ACCEPT - [0:0]" is not).
-	switch _, std := ruleset.IsStandardTarget(name); {
-	case name[0] == '-' || name[0] == '!':
-		return &Error{Kind: KindParam, Line: line, Msg: "chain name not allowed to start with `" + name[:1] + "'"}
-	case std:
-		return &Error{Kind: KindParam, Line: line, Msg: "chain name may not clash with target name"}
-	case hasCSpace(name):
-		return &Error{Kind: KindParam, Line: line, Msg: "Invalid chain name `" + name + "'"}
 	}
 	t.Chains = append(t.Chains, &ruleset.Chain{Name: name})
 	return nil
