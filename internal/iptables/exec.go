@@ -56,6 +56,17 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 			return res, nil
 		}
 	}
+	if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		// iptables-nft looks the chain of -j/-g up in its cache while it
+		// parses, before the command's own chain (measured: "-A nope -j
+		// nope" is "Chain 'nope' does not exist", -g CT too)
+		t, _ := rs.View(cmd.Table)
+		for _, r := range cmd.Rules {
+			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && t.Chain(r.Chain) == nil {
+				return res, chainMissing(r.Chain)
+			}
+		}
+	}
 	if cmd.Cmd == CmdCheck {
 		t, _ := rs.View(cmd.Table)
 		c := t.Chain(cmd.Chain)

@@ -712,9 +712,8 @@ func (p *parser) command(c byte, r gotResult) error {
 			cmd.Cmd = cmd.Cmd&^CmdZero | CmdZeroNum
 		}
 	case 'N':
-		if err := p.addCommand(CmdNewChain, CmdNone); err != nil {
-			return err
-		}
+		// the name is checked before the command (measured: "! -N !x"
+		// complains about the name, "! -N x" about the '!')
 		if len(r.arg) >= 29 {
 			return paramf("chain name `" + r.arg + "' too long (must be under 29 chars)")
 		}
@@ -730,6 +729,9 @@ func (p *parser) command(c byte, r gotResult) error {
 		}
 		if hasCSpace(r.arg) {
 			return paramf("Invalid chain name `" + r.arg + "'")
+		}
+		if err := p.addCommand(CmdNewChain, CmdNone); err != nil {
+			return err
 		}
 		cmd.Chain = r.arg
 	case 'X':
@@ -785,6 +787,10 @@ func (p *parser) iface(name string) error {
 // knownNames are the extension names uptables is meant to provide; the
 // registry is asked which of them exist to word the hints.
 func (p *parser) loadMatch(name string) error {
+	if len(name) >= 29 {
+		// XT_EXTENSION_MAXNAMELEN, checked before any lookup
+		return paramf("Invalid match name \"" + name + "\" (28 chars max)")
+	}
 	spec, ok := p.reg.Match(name)
 	if !ok || !familyOK(spec.Family, p.fam) {
 		e := paramf("Couldn't load match `" + name + "':No such file or directory\n")
@@ -857,7 +863,6 @@ func (p *parser) jump(name string, isGoto bool) (loaded bool, err error) {
 	return false, nil
 }
 
-// finish runs iptables' checks after the option loop and builds the rules.
 // waitOption handles -w [seconds] and -W [usecs]: the value is read with
 // sscanf("%u") (so "1x" is 1); -W is deprecated and warns, and over
 // 999999 usecs it fails.
@@ -894,6 +899,7 @@ func (p *parser) waitOption(c byte, r gotResult) error {
 	return nil
 }
 
+// finish runs iptables' checks after the option loop and builds the rules.
 func (p *parser) finish() error {
 	cmd := p.cmd
 	if p.inv {
@@ -1112,7 +1118,10 @@ func ParseAddrMask(f xt.Family, s string) (addr, mask netip.Addr, err error) {
 	var pe *xt.ParamError
 	if err != nil && errors.As(err, &pe) {
 		if strings.HasPrefix(pe.Msg, "host/network") {
-			as, _, _ := strings.Cut(s, "/")
+			as := s
+			if i := strings.LastIndexByte(s, '/'); i >= 0 {
+				as = s[:i]
+			}
 			return addr, mask, hostNotFound(as)
 		}
 		return addr, mask, paramf(pe.Msg)

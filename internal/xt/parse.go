@@ -365,7 +365,12 @@ func ParseAddrMask(f Family, s string) (addr, mask netip.Addr, err error) {
 	if f == IPv6 {
 		bits = 128
 	}
-	as, ms, hasMask := strings.Cut(s, "/")
+	// the mask is what follows the last '/' (xtables_ipparse_any uses
+	// strrchr: "1.2.3.4/8/16" is host "1.2.3.4/8" with mask 16)
+	as, ms, hasMask := s, "", false
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		as, ms, hasMask = s[:i], s[i+1:], true
+	}
 	if hasMask {
 		if v, ok := ParseUint(ms, 0, uint64(bits)); ok && !strings.Contains(ms, ".") {
 			mask = PrefixMask(f, int(v))
