@@ -96,10 +96,10 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		// rule, a bad policy ...): nft finds it in the batch, so parse
 		// errors on later lines of the table are reported first.
 		deferred *Error
-		flushed = map[string]bool{}
-		cache   = newRuleCache()
-		chains  chainIndex
-		wordBuf []string
+		flushed  = map[string]bool{}
+		cache    = newRuleCache()
+		chains   chainIndex
+		wordBuf  []string
 	)
 	for _, line := range lines {
 		lineNo++
