@@ -31,7 +31,7 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 		return res, err
 	}
 	if cmd.Cmd&CmdHelp != 0 {
-		_, err := io.WriteString(out, helpText)
+		_, err := io.WriteString(out, helpText(cmd.HelpExts))
 		return res, err
 	}
 	if _, ok := ruleset.BuiltinHooks(cmd.Table); !ok {
@@ -355,19 +355,6 @@ func deleteChain(t *ruleset.Table, name string) error {
 	return nil
 }
 
-const helpText = `iptables v1.8.9 (nf_tables)
-
-Usage: iptables -[ACD] chain rule-specification [options]
-       iptables -I chain [rulenum] rule-specification [options]
-       iptables -R chain rulenum rule-specification [options]
-       iptables -D chain rulenum [options]
-       iptables -[LS] [chain [rulenum]] [options]
-       iptables -[FZ] [chain] [options]
-       iptables -[NX] chain
-       iptables -E old-chain-name new-chain-name
-       iptables -P chain target [options]
-       iptables -h (print this help information)
-`
 
 // Run parses args and executes them against rs: the whole of one
 // `iptables ARGS` invocation. Warnings iptables prints without failing

@@ -78,6 +78,9 @@ type Command struct {
 	SetCounters *ruleset.Counters
 	// Warnings are messages iptables prints on stderr without failing.
 	Warnings []string
+	// HelpExts names the extensions loaded when -h was read, whose help
+	// follows iptables' own ("t-LOG", then "m-NAME" in command-line order).
+	HelpExts []string
 	// VersionInv is "! -V", which iptables answers with a joke.
 	VersionInv bool
 	// Ignore: a -6 line of an iptables-restore file, which
@@ -451,6 +454,12 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		// iptables prints the help the moment it reads -h, whatever
 		// came before or follows
 		p.cmd.Cmd, p.stop = CmdHelp, true
+		if p.target != nil {
+			p.cmd.HelpExts = append(p.cmd.HelpExts, "t-"+p.target.tspec.Name)
+		}
+		for _, m := range p.matches {
+			p.cmd.HelpExts = append(p.cmd.HelpExts, "m-"+m.mspec.Name)
+		}
 	case 'V':
 		// the same for -V (and "! -V" is answered with a joke)
 		p.cmd.Cmd, p.cmd.VersionInv, p.stop = CmdVersion, p.inv, true
