@@ -355,7 +355,6 @@ func deleteChain(t *ruleset.Table, name string) error {
 	return nil
 }
 
-
 // Run parses args and executes them against rs: the whole of one
 // `iptables ARGS` invocation. Warnings iptables prints without failing
 // are returned separately.
