@@ -45,8 +45,10 @@ func ParseUint(s string, min, max uint64) (uint64, bool) {
 // strtoul with base 0) and returns the rest. ok is false when no digit was
 // read or the value overflows 64 bits.
 func ParseUintPrefix(s string) (v uint64, rest string, ok bool) {
+	// strtoul skips what C's isspace accepts (" \t\n\v\f\r": "\n80"
+	// is port 80) and takes a '+'; xtables_strtoui refuses a '-' itself.
 	i := 0
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+	for i < len(s) && (s[i] == ' ' || s[i] >= '\t' && s[i] <= '\r') {
 		i++
 	}
 	if i < len(s) && s[i] == '+' {

@@ -36,12 +36,14 @@ var errNATNeedProto = xt.Errorf("Need TCP, UDP, SCTP or DCCP with port specifica
 
 func errPort(s string) error { return xt.Errorf("Port `%s' not valid", s) }
 
-// parseNATPort parses the leading port of s: a number up to 65535 (any
-// base strtoul accepts) followed by the rest, or else the whole of s as a
+// parseNATPort parses the leading port of s: a number up to 65535 (as
+// strtoul reads it) followed by the rest, or else the whole of s as a
 // service name when whole is set.
 func parseNATPort(s string, whole bool) (port uint16, rest string, err error) {
 	v, r, ok := xt.ParseUintPrefix(s)
-	if ok && v <= 65535 && !strings.HasPrefix(s, " ") && !strings.HasPrefix(s, "+") {
+	// strtoul: leading blanks and a '+' are fine (measured: "--to-ports
+	// +1", "1.1.1.1: 1", "1-+5" are port 1 and 1-5)
+	if ok && v <= 65535 {
 		return uint16(v), r, nil
 	}
 	if whole {
