@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"io"
+	"strings"
 	"syscall"
 
 	"github.com/uptables/uptables/internal/ruleset"
@@ -65,6 +66,17 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && t.Chain(r.Chain) == nil {
 				return res, chainMissing(r.Chain)
 			}
+		}
+	}
+	if cmd.Verbose > 0 && cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		// -v shows each rule before the kernel sees it (so also when
+		// the chain then turns out to be missing)
+		var b strings.Builder
+		for _, r := range cmd.Rules {
+			writeRuleLine(&b, r)
+		}
+		if _, err := io.WriteString(out, b.String()); err != nil {
+			return res, err
 		}
 	}
 	if cmd.Cmd == CmdCheck {
