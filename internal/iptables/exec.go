@@ -79,6 +79,13 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 			return res, err
 		}
 	}
+	if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		for _, r := range cmd.Rules {
+			if err := ruleBuildError(r); err != nil {
+				return res, err
+			}
+		}
+	}
 	if cmd.Cmd == CmdCheck {
 		t, _ := rs.View(cmd.Table)
 		c := t.Chain(cmd.Chain)
@@ -98,6 +105,21 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 		return res, err
 	}
 	return Result{Ruleset: n, Changed: true}, nil
+}
+
+// ruleBuildError is what iptables-nft reports while it turns a parsed rule
+// into nft expressions, after all the checks of the command line: a
+// native tcp/udp match on a rule without its -p (xt.Match values that
+// implement ProtoError).
+func ruleBuildError(r *ruleset.Rule) error {
+	for _, m := range r.Matches {
+		if pe, ok := m.Match.(interface{ ProtoError() error }); ok {
+			if err := pe.ProtoError(); err != nil {
+				return AsError(err, "", "")
+			}
+		}
+	}
+	return nil
 }
 
 func findRule(c *ruleset.Chain, r *ruleset.Rule) int {

@@ -76,6 +76,10 @@ func isShortOpt(c byte) bool {
 // getopt reproduces glibc getopt_long in RETURN_IN_ORDER mode ("-" first
 // in the option string) with ":" (no messages, ':' for a missing argument).
 type getopt struct {
+	// before is argv[optind-1] before the first word: the program name,
+	// or in iptables-restore the table name (its argv is "PROG -t TABLE
+	// WORDS...").
+	before string
 	args   []string
 	optind int
 	next   string // rest of a short option cluster
@@ -244,6 +248,9 @@ func (g *getopt) short(opts optTable) gotResult {
 // prev is argv[optind-1]; before the first word that is the program name.
 func (g *getopt) prev() string {
 	if g.optind == 0 {
+		if g.before != "" {
+			return g.before
+		}
 		return "iptables"
 	}
 	return g.args[g.optind-1]

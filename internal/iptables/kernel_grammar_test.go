@@ -207,7 +207,7 @@ func uptablesRestore(reg *xt.Registry, flags []string, input string) (o outcome)
 		case "--counters", "-c":
 			opts.Counters = true
 		case "--test", "-t":
-			test = true
+			test, opts.Test = true, true
 		}
 	}
 	rs, err := iptables.Restore(ruleset.New(xt.IPv4), reg, strings.NewReader(input), opts)

@@ -248,6 +248,9 @@ func parse(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*pa
 	if po.DefaultTable != "" {
 		p.cmd.Table = po.DefaultTable
 	}
+	if po.Restore {
+		p.g.before = p.cmd.Table
+	}
 	p.ctx.Family = fam
 	if err := p.run(); err != nil {
 		e := AsError(err, "", "")
@@ -440,7 +443,22 @@ func (p *parser) extOption(r gotResult) error {
 	}
 	p.inv = false
 	e.opts = append(e.opts, o)
-	return e.parse(&p.ctx, o)
+	if e.target == nil {
+		return e.parse(&p.ctx, o)
+	}
+	// a target that warns while it parses (REJECT echo-reply; NFLOG
+	// warns in its final check): iptables prints the warning right there,
+	// before any later error of the command
+	w, _ := e.target.(interface{ Warnings() []string })
+	n := 0
+	if w != nil {
+		n = len(w.Warnings())
+	}
+	err := e.parse(&p.ctx, o)
+	if w != nil {
+		p.cmd.Warnings = append(p.cmd.Warnings, w.Warnings()[n:]...)
+	}
+	return err
 }
 
 // builtin handles iptables' own options; loaded reports that an extension
@@ -784,6 +802,9 @@ func (p *parser) optChain(r gotResult) {
 
 // iface checks an interface name as xtables_parse_interface does.
 func (p *parser) iface(name string) error {
+	if name == "" {
+		return paramf("Empty interface is likely to be undesired")
+	}
 	if len(name) > 15 {
 		return paramf("interface name `" + name + "' must be shorter than IFNAMSIZ (15)")
 	}
@@ -911,11 +932,16 @@ func (p *parser) waitOption(c byte, r gotResult) error {
 // finish runs iptables' checks after the option loop and builds the rules.
 func (p *parser) finish() error {
 	cmd := p.cmd
-	if p.inv {
-		return paramf("nothing appropriate following !")
-	}
 	if p.waitInterval && !p.wait {
 		return paramf("--wait-interval only makes sense with --wait\n")
+	}
+	// measured order: the nat check, the extensions' final checks, "no
+	// command specified", then a dangling '!'
+	if cmd.Table == "nat" && (cmd.Policy == "DROP" || (p.kind == ruleset.TargetVerdict && p.verdict == ruleset.Drop) ||
+		(p.kind == ruleset.TargetGoto && p.jumpTo == "DROP")) {
+		e := paramf("\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n")
+		e.Hint = "filter in the filter table (or mangle/raw); nat rules only choose address translations"
+		return e
 	}
 	p.ctx.Table = cmd.Table
 	p.ctx.Chain = cmd.Chain
@@ -926,7 +952,16 @@ func (p *parser) finish() error {
 		}
 	}
 	if p.target != nil {
-		if err := p.target.final(&p.ctx); err != nil {
+		w, _ := p.target.target.(interface{ Warnings() []string })
+		n := 0
+		if w != nil {
+			n = len(w.Warnings())
+		}
+		err := p.target.final(&p.ctx)
+		if w != nil {
+			p.cmd.Warnings = append(p.cmd.Warnings, w.Warnings()[n:]...)
+		}
+		if err != nil {
 			return AsError(err, "", "")
 		}
 	}
@@ -946,6 +981,9 @@ func (p *parser) finish() error {
 		e.Hint = "add a command such as -A CHAIN (append), -I CHAIN (insert) or -L (list)"
 		return e
 	}
+	if p.inv {
+		return paramf("nothing appropriate following !")
+	}
 	if cmd.Cmd&(CmdHelp|CmdVersion) != 0 {
 		return nil
 	}
@@ -962,11 +1000,6 @@ func (p *parser) finish() error {
 		if !legal {
 			return paramf("Illegal option `-" + string(optLetters[i]) + "' with this command")
 		}
-	}
-	if cmd.Table == "nat" && (cmd.Policy == "DROP" || (p.kind == ruleset.TargetVerdict && p.verdict == ruleset.Drop)) {
-		e := paramf("\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n")
-		e.Hint = "filter in the filter table (or mangle/raw); nat rules only choose address translations"
-		return e
 	}
 	if len(cmd.Chain) >= 29 {
 		return paramf("chain name `" + cmd.Chain + "' too long (must be under 29 chars)")

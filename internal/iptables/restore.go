@@ -19,6 +19,11 @@ type RestoreOptions struct {
 	NoFlush bool
 	// Counters takes "[p:b]" rule and chain counters from the file (-c).
 	Counters bool
+	// Test is --test: the file is parsed but never committed, so what the
+	// kernel would refuse at commit time (a jump to a missing chain, -N of
+	// an existing chain, a bad policy, rules the kernel rejects) is not
+	// reported. The result is the rule set the file would have produced.
+	Test bool
 }
 
 // MaxRestoreLine bounds one line of a restore file (iptables-restore has a
@@ -136,6 +141,9 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			// iptables-restore reports a jump to a chain that did not
 			// exist when the rule was read at the COMMIT line (even if the
 			// chain is declared later in the same table).
+			if o.Test {
+				deferred, jumpErr = nil, nil
+			}
 			if deferred != nil && (jumpErr == nil || deferred.Line <= jumpAt) {
 				return nil, deferred
 			}
@@ -181,6 +189,11 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		if lc.tmpl != nil {
 			// a template hit: one rule appended to the template's chain
 			r := lc.rule
+			if err := ruleBuildError(r); err != nil {
+				e := *AsError(err, "", "")
+				e.Line = lineNo
+				return nil, &e
+			}
 			if counters != nil {
 				r.Counters = *counters
 			}
@@ -201,6 +214,15 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			continue
 		}
 		cmd := lc.cmd
+		if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+			for _, r := range cmd.Rules {
+				if err := ruleBuildError(r); err != nil {
+					e := *AsError(err, "", "")
+					e.Line = lineNo
+					return nil, &e
+				}
+			}
+		}
 		if counters != nil {
 			for _, r := range cmd.Rules {
 				r.Counters = *counters
@@ -250,10 +272,27 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 	if inTable {
 		return nil, &Error{Kind: KindRaw, Code: 1, Msg: "COMMIT expected at line " + strconv.Itoa(lineNo+1)}
 	}
+	if o.Test {
+		return work, nil
+	}
 	if err := validateRestore(base, work, pending); err != nil {
 		return nil, err
 	}
 	return work, nil
+}
+
+// maxRestoreParam bounds one word of a rule line (iptables-restore's
+// 1024-byte parameter buffer): a word of 1024 bytes or more is "Parameter
+// too long!".
+const maxRestoreParam = 1024
+
+func checkRestoreParams(words []string) error {
+	for _, w := range words {
+		if len(w) >= maxRestoreParam {
+			return paramf("Parameter too long!")
+		}
+	}
+	return nil
 }
 
 // chainIndex finds chains by name in O(1) while a big file is read; it is
