@@ -235,7 +235,14 @@ func allowedDifference(args []string, k, u outcome) string {
 	// No DNS, ever: iptables resolves names through /etc/hosts even in a
 	// namespace without network (localhost, the machine's name); uptables
 	// refuses every host name.
-	if k.rc == 0 && u.rc == 2 && strings.Contains(u.stderr, "host/network `") && strings.Contains(u.stderr, "' not found") {
+	if k.rc == 0 && u.rc == 2 && (strings.Contains(u.stderr, "host/network `") && strings.Contains(u.stderr, "' not found") ||
+		strings.Contains(u.stderr, "getaddrinfo: Name or service not known")) {
+		return "host names are never resolved"
+	}
+	// For a name that could be a host name getaddrinfo asks DNS, which
+	// fails in the namespace ("Temporary failure in name resolution");
+	// uptables answers as for any name it cannot resolve.
+	if strings.Replace(k.stderr, "getaddrinfo: Temporary failure in name resolution", "getaddrinfo: Name or service not known", 1) == u.stderr && k.rc == u.rc {
 		return "host names are never resolved"
 	}
 	// -E on a built-in chain is refused on purpose: iptables-nft renames
@@ -257,7 +264,10 @@ func allowedDifference(args []string, k, u outcome) string {
 
 // allowedRestoreDifference is allowedDifference for iptables-restore.
 func allowedRestoreDifference(k, u outcome) string {
-	if strings.Contains(u.stderr, "host/network `") && k.rc == 0 {
+	if k.rc == 0 && (strings.Contains(u.stderr, "host/network `") || strings.Contains(u.stderr, "getaddrinfo: Name or service not known")) {
+		return "host names are never resolved"
+	}
+	if strings.Replace(k.stderr, "getaddrinfo: Temporary failure in name resolution", "getaddrinfo: Name or service not known", 1) == u.stderr && k.rc == u.rc {
 		return "host names are never resolved"
 	}
 	return ""

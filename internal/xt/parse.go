@@ -317,16 +317,26 @@ func ParseAddr(f Family, s string) (netip.Addr, error) {
 	}
 }
 
-// ParseHost parses an option of libxtables' "host" type (recent --mask,
-// ...), which goes straight to the resolver: inet_aton's forms for IPv4
-// ("16" is 0.0.0.16, "10.1" is 10.0.0.1), never a name lookup here.
+// ParseHost parses an option of libxtables' "host" and "hostmask" types
+// (recent --mask, conntrack --ctorigsrc ...), which go straight to
+// getaddrinfo: inet_aton's forms for IPv4 ("16" is 0.0.0.16, "10.1" is
+// 10.0.0.1), never a name lookup here. A failure is reported as
+// getaddrinfo's "Name or service not known" (iptables says "Temporary
+// failure in name resolution" instead when it tried DNS for a name).
 func ParseHost(f Family, s string) (netip.Addr, error) {
 	if f == IPv4 {
 		if a, ok := parseInetAton(s); ok {
 			return a, nil
 		}
 	}
-	return ParseAddr(f, s)
+	a, err := ParseAddr(f, s)
+	if err != nil {
+		return netip.Addr{}, &ParamError{
+			Msg:  "getaddrinfo: Name or service not known\n",
+			Hint: "uptables does not resolve host names in rules; give a numeric address",
+		}
+	}
+	return a, nil
 }
 
 // parseInetAton accepts the shorter dotted forms inet_aton does ("10.1" =
