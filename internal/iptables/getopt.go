@@ -80,6 +80,10 @@ type getopt struct {
 	// or in iptables-restore the table name (its argv is "PROG -t TABLE
 	// WORDS...").
 	before string
+	// bangs are the indexes of the "!" words read so far: iptables
+	// blanks such a word in argv (optarg[0] = '\0'), so a later message
+	// naming argv[optind-1] prints "".
+	bangs  []int
 	args   []string
 	optind int
 	next   string // rest of a short option cluster
@@ -252,6 +256,11 @@ func (g *getopt) prev() string {
 			return g.before
 		}
 		return "iptables"
+	}
+	for _, i := range g.bangs {
+		if i == g.optind-1 {
+			return ""
+		}
 	}
 	return g.args[g.optind-1]
 }

@@ -328,7 +328,8 @@ func (p *parser) run() error {
 		switch r.kind {
 		case gotEnd:
 			if p.g.optind < len(p.g.args) {
-				return badArgument(p.g.args, p.g.optind)
+				// words after "--", which ends getopt
+				return paramf("unknown arguments found on commandline")
 			}
 			return p.finish()
 		case gotMissing:
@@ -339,6 +340,7 @@ func (p *parser) run() error {
 					return paramf("multiple consecutive ! not allowed")
 				}
 				p.inv = true
+				p.g.bangs = append(p.g.bangs, p.g.optind-1)
 				continue
 			}
 			return badArgument(p.g.args, p.g.optind-1)
@@ -372,6 +374,9 @@ func (p *parser) run() error {
 		if p.stop {
 			return nil
 		}
+		// every option uses up a '!' before it (measured: "! -w" is
+		// accepted, as iptables clears the flag after each option)
+		p.inv = false
 	}
 }
 

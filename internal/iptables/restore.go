@@ -95,7 +95,6 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		lineNo  int
 		pending = make([]pendingRule, 0, len(lines))
 		jumpErr *Error // a jump to a chain missing when its line was read
-		jumpAt  int    // the line of that jump
 		// deferred is the first operation the kernel will refuse when the
 		// table is committed (-N of an existing chain, -D of a missing
 		// rule, a bad policy ...): nft finds it in the batch, so parse
@@ -144,12 +143,14 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			if o.Test {
 				deferred, jumpErr = nil, nil
 			}
-			if deferred != nil && (jumpErr == nil || deferred.Line <= jumpAt) {
-				return nil, deferred
-			}
+			// the jump targets are checked while the batch is built, the
+			// operations when the kernel runs it
 			if jumpErr != nil {
 				jumpErr.Line = lineNo
 				return nil, jumpErr
+			}
+			if deferred != nil {
+				return nil, deferred
 			}
 			inTable = false
 			continue
@@ -209,11 +210,16 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			ch.Rules = append(ch.Rules, r)
 			pending = append(pending, pendingRule{line: lineNo, table: table, chain: ch.Name, rule: r})
 			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-				jumpErr, jumpAt = chainMissing(r.Chain), lineNo
+				jumpErr = chainMissing(r.Chain)
 			}
 			continue
 		}
 		cmd := lc.cmd
+		if c != nil && o.Counters && !cmd.Ignore && cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace) == 0 {
+			// the counters become "--set-counters P B" in the command's
+			// argv, which only -A, -I and -R take
+			return nil, paramLine("Illegal option `-c' with this command", lineNo)
+		}
 		if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
 			for _, r := range cmd.Rules {
 				if err := ruleBuildError(r); err != nil {
@@ -245,7 +251,7 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r}
 				pending = append(pending, p)
 				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-					jumpErr, jumpAt = chainMissing(r.Chain), lineNo
+					jumpErr = chainMissing(r.Chain)
 				}
 			}
 			continue
@@ -254,6 +260,23 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			continue // iptables-restore ignores output-only commands' output
 		}
 		chains.reset()
+		if cmd.Cmd&(CmdInsert|CmdReplace|CmdDelete) != 0 {
+			if t := work.Table(table); t != nil {
+				missing := ""
+				for _, r := range cmd.Rules {
+					if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && t.Chain(r.Chain) == nil {
+						missing = r.Chain
+						break
+					}
+				}
+				if missing != "" {
+					if jumpErr == nil {
+						jumpErr = chainMissing(missing)
+					}
+					continue
+				}
+			}
+		}
 		if err := applyOpt(work, cmd, false); err != nil {
 			e := *AsError(err, "", "")
 			e.Line = lineNo

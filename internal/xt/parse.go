@@ -273,8 +273,10 @@ func ParseNumericIPv4(s string) (a netip.Addr, parts int, ok bool) {
 		if parts == 4 {
 			return netip.Addr{}, 0, false
 		}
+		// each part goes through xtables_strtoui, so blanks and a '+'
+		// before it are fine (measured: -s "1.+2. 3.4" is 1.2.3.4)
 		p, rest, more := strings.Cut(s, ".")
-		if p == "" || p[0] == ' ' || p[0] == '\t' || p[0] == '+' {
+		if p == "" {
 			return netip.Addr{}, 0, false
 		}
 		v, okv := ParseUint(p, 0, 255)
@@ -324,13 +326,15 @@ func ParseAddr(f Family, s string) (netip.Addr, error) {
 // getaddrinfo's "Name or service not known" (iptables says "Temporary
 // failure in name resolution" instead when it tried DNS for a name).
 func ParseHost(f Family, s string) (netip.Addr, error) {
+	a, ok := netip.Addr{}, false
 	if f == IPv4 {
-		if a, ok := parseInetAton(s); ok {
-			return a, nil
-		}
+		a, ok = parseInetAton(s)
+	} else {
+		var err error
+		a, err = ParseAddr(f, s)
+		ok = err == nil
 	}
-	a, err := ParseAddr(f, s)
-	if err != nil {
+	if !ok {
 		return netip.Addr{}, &ParamError{
 			Msg:  "getaddrinfo: Name or service not known\n",
 			Hint: "uptables does not resolve host names in rules; give a numeric address",
