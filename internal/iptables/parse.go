@@ -1020,6 +1020,10 @@ func (p *parser) finish() error {
 				return paramf("Can't use -i with " + cmd.Chain + "\n")
 			}
 		}
+		if cmd.Cmd == CmdReplace && len(srcs)*len(dsts) != 1 {
+			// checked while parsing, before the chain is looked up
+			return paramf("Replacement rule does not specify a unique address")
+		}
 		return p.buildRules(srcs, dsts)
 	}
 	return nil

@@ -36,6 +36,7 @@ type pendingRule struct {
 	table string
 	chain string
 	rule  *ruleset.Rule
+	op    string // the netlink operation named in a kernel error; "" = RULE_APPEND
 }
 
 // Restore reads an iptables-save file and applies it to base as
@@ -260,6 +261,19 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			continue // iptables-restore ignores output-only commands' output
 		}
 		chains.reset()
+		op := ""
+		switch cmd.Cmd {
+		case CmdInsert:
+			// as Execute: an insert at the end of a non-empty chain is
+			// sent as an append
+			if t := work.Table(table); t != nil {
+				if ch := t.Chain(cmd.Chain); ch == nil || len(ch.Rules) == 0 || cmd.RuleNum-1 < len(ch.Rules) {
+					op = "RULE_INSERT"
+				}
+			}
+		case CmdReplace:
+			op = "RULE_REPLACE"
+		}
 		if cmd.Cmd&(CmdInsert|CmdReplace|CmdDelete) != 0 {
 			if t := work.Table(table); t != nil {
 				missing := ""
@@ -289,7 +303,7 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			continue
 		}
 		for _, r := range cmd.Rules {
-			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r})
+			pending = append(pending, pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r, op: op})
 		}
 	}
 	if inTable {
@@ -659,7 +673,11 @@ func validateRestore(base, work *ruleset.Ruleset, pending []pendingRule) error {
 			continue
 		}
 		if err := v.Add(p.table, p.chain, p.rule); err != nil {
-			e := AsError(err, "RULE_APPEND", p.chain)
+			op := p.op
+			if op == "" {
+				op = "RULE_APPEND"
+			}
+			e := AsError(err, op, p.chain)
 			e.Line = p.line
 			return e
 		}
