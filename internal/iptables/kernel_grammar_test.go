@@ -210,12 +210,15 @@ func uptablesRestore(reg *xt.Registry, flags []string, input string) (o outcome)
 			test, opts.Test = true, true
 		}
 	}
+	var warns strings.Builder
+	opts.Warn = func(w string) { warns.WriteString(w + "\n") }
 	rs, err := iptables.Restore(ruleset.New(xt.IPv4), reg, strings.NewReader(input), opts)
 	if err != nil {
 		e := iptables.AsError(err, "", "")
 		o.rc, o.stderr = e.ExitCode(), e.Text("iptables-restore")+"\n"
 		return o
 	}
+	o.stderr = warns.String()
 	if test {
 		rs = ruleset.New(xt.IPv4)
 	}

@@ -19,6 +19,10 @@ type RestoreOptions struct {
 	NoFlush bool
 	// Counters takes "[p:b]" rule and chain counters from the file (-c).
 	Counters bool
+	// Warn receives the warnings iptables-restore prints on stderr for
+	// a file it accepts (NFLOG's --nflog-range ...), in file order; when the
+	// file fails they are part of the error's text instead. May be nil.
+	Warn func(msg string)
 	// Test is --test: the file is parsed but never committed, so what the
 	// kernel would refuse at commit time (a jump to a missing chain, -N of
 	// an existing chain, a bad policy, rules the kernel rejects) is not
@@ -73,14 +77,26 @@ func restore(base *ruleset.Ruleset, reg *xt.Registry, r io.Reader, o RestoreOpti
 		return nil, err
 	}
 	lines := splitLines(data)
-	rs, err := restoreLines(base, work, reg, lines, o, parallel)
+	var warns []string
+	rs, err := restoreLines(base, work, reg, lines, o, parallel, &warns)
 	if err != nil {
+		if len(warns) > 0 && IsCommandError(err) {
+			// iptables-restore printed them line by line before it failed
+			e := *AsError(err, "", "")
+			e.Before = strings.Join(warns, "\n") + "\n" + e.Before
+			err = &e
+		}
 		return nil, withCRLFHint(err, lines)
+	}
+	if o.Warn != nil {
+		for _, w := range warns {
+			o.Warn(w)
+		}
 	}
 	return rs, nil
 }
 
-func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string, o RestoreOptions, parallel bool) (*ruleset.Ruleset, error) {
+func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string, o RestoreOptions, parallel bool, warns *[]string) (*ruleset.Ruleset, error) {
 	for i, l := range lines {
 		if len(l) > MaxRestoreLine {
 			return nil, &Error{Kind: KindPlain, Line: i + 1, Msg: "line too long"}
@@ -187,6 +203,11 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			e := *AsError(err, "", "")
 			e.Line = lineNo
 			return nil, &e
+		}
+		if lc.tmpl != nil {
+			*warns = append(*warns, lc.tmpl.cmd.Warnings...)
+		} else {
+			*warns = append(*warns, lc.cmd.Warnings...)
 		}
 		if lc.tmpl != nil {
 			// a template hit: one rule appended to the template's chain

@@ -85,8 +85,10 @@ func TestRestoreGolden(t *testing.T) {
 			}
 			o.Counters = strings.Contains(c.flags, "--counters")
 			o.Test = strings.Contains(c.flags, "--test")
+			var warns strings.Builder
+			o.Warn = func(w string) { warns.WriteString(w + "\n") }
 			rs, err := iptables.Restore(base, reg, strings.NewReader(c.input), o)
-			rc, stderr := 0, ""
+			rc, stderr := 0, warns.String()
 			if err != nil {
 				e := iptables.AsError(err, "", "")
 				rc, stderr = e.ExitCode(), e.Text("iptables-restore")+"\n"

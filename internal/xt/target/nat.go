@@ -77,8 +77,10 @@ func parseNATPorts(s string, r *NATRange, keepBase bool, colonErr string) error 
 		switch {
 		case rest == "":
 		case rest[0] == '/':
-			b, tail, err := parseNATPort(rest[1:], true)
-			if err != nil || tail != "" || b == 0 {
+			// the base is read up to its first non-digit (measured:
+			// "1000-2000/65535/24" and "42-1234/567+" pass this point)
+			b, _, err := parseNATPort(rest[1:], true)
+			if err != nil || b == 0 {
 				return errPort(rest[1:])
 			}
 			r.HasBase = true
