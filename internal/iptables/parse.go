@@ -517,10 +517,12 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(bit); err != nil {
 			return false, err
 		}
-		if err := p.iface(r.arg); err != nil {
+		// iptables takes argv[optind-1], not optarg, for -i/-o (as for
+		// -s/-d/-p/-j): "-ieth0" is the interface "-ieth0" (measured)
+		if err := p.iface(r.word); err != nil {
 			return false, err
 		}
-		name := r.arg
+		name := r.word
 		if name == "+" && !p.inv {
 			// "+" matches every interface: nft adds no expression for it
 			// and the rule lists without -i/-o
@@ -540,7 +542,13 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(optJump); err != nil {
 			return false, err
 		}
-		loaded, err = p.jump(r.word, c == 'g')
+		// -j reads argv[optind-1] ("-jACCEPT" is the chain "-jACCEPT"),
+		// -g its optarg ("--goto=FOO" is FOO), measured
+		name := r.word
+		if c == 'g' {
+			name = r.arg
+		}
+		loaded, err = p.jump(name, c == 'g')
 		if err != nil {
 			return false, err
 		}
