@@ -836,6 +836,10 @@ func (p *parser) loadMatch(name string) error {
 	}
 	spec, ok := p.reg.Match(name)
 	if !ok || !familyOK(spec.Family, p.fam) {
+		if name == "icmpv6" || name == "ipv6-icmp" {
+			// libxtables' alias: all three names load icmp6
+			name = "icmp6"
+		}
 		e := paramf("Couldn't load match `" + name + "':No such file or directory\n")
 		var have []string
 		for _, n := range p.reg.MatchNames() {

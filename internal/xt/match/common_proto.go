@@ -285,7 +285,9 @@ func psPlenMaskRaw(f xt.Family, s string) (int, bool) {
 	if v, ok := xt.ParseUint(s, 0, uint64(bits)); ok {
 		return int(v), true
 	}
-	a, err := xt.ParseAddr(f, s)
+	// otherwise a mask as getaddrinfo reads it, inet_aton's forms
+	// (measured: "255.255.0" is /16, " 40" is refused)
+	a, err := xt.ParseHost(f, s)
 	if err != nil {
 		return 0, false
 	}
