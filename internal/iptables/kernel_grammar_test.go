@@ -440,7 +440,7 @@ func isOption(w string) bool {
 // mutateWords applies one to three random mutations to words.
 func (g *grammarGen) mutateWords(words []string) []string {
 	w := append([]string(nil), words...)
-	n := 1 + g.rng.IntN(3)
+	n := 1 + g.rng.IntN(2)
 	for range n {
 		if len(w) == 0 {
 			w = append(w, g.pick(oddValues))
@@ -596,7 +596,7 @@ func (g *grammarGen) command() []string {
 	for {
 		base := g.bases[g.rng.IntN(len(g.bases))]
 		args := g.commandForms(base)
-		if g.rng.IntN(6) != 0 {
+		if g.rng.IntN(4) != 0 {
 			args = append(args[:2:2], g.mutateWords(args[2:])...)
 		}
 		if g.rng.IntN(12) == 0 {
