@@ -982,6 +982,16 @@ func (p *parser) finish() error {
 			return AsError(err, "", "")
 		}
 	}
+	if cmd.Cmd == CmdNone {
+		e := paramf("no command specified")
+		e.Hint = "add a command such as -A CHAIN (append), -I CHAIN (insert) or -L (list)"
+		return e
+	}
+	if p.inv {
+		return paramf("nothing appropriate following !")
+	}
+	// addresses are parsed after the command checks (measured: "-t
+	// broute -delete-chain" is "no command specified", not a bad host)
 	srcs, err := p.addrs(p.srcStr, p.opts&optSource != 0)
 	if err != nil {
 		return err
@@ -992,14 +1002,6 @@ func (p *parser) finish() error {
 	}
 	if (len(srcs) > 1 || len(dsts) > 1) && (p.invSrc || p.invDst) {
 		return paramf("! not allowed with multiple source or destination IP addresses")
-	}
-	if cmd.Cmd == CmdNone {
-		e := paramf("no command specified")
-		e.Hint = "add a command such as -A CHAIN (append), -I CHAIN (insert) or -L (list)"
-		return e
-	}
-	if p.inv {
-		return paramf("nothing appropriate following !")
 	}
 	if cmd.Cmd&(CmdHelp|CmdVersion) != 0 {
 		return nil

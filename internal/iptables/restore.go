@@ -111,12 +111,14 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		inTable bool
 		lineNo  int
 		pending = make([]pendingRule, 0, len(lines))
-		jumpErr *Error // a jump to a chain missing when its line was read
-		// deferred is the first operation the kernel will refuse when the
-		// table is committed (-N of an existing chain, -D of a missing
-		// rule, a bad policy ...): nft finds it in the batch, so parse
-		// errors on later lines of the table are reported first.
-		deferred *Error
+		// prep is the first operation that fails only when the table is
+		// committed, so that parse errors on later lines are reported
+		// first: iptables-nft finds these while it prepares the batch, in
+		// line order (measured): a jump to a missing chain (reported at the
+		// COMMIT line, prepIsJump), -N of an existing chain, -D of a
+		// missing rule, a rule for a missing chain, a bad policy.
+		prep       *Error
+		prepIsJump bool
 		flushed  = map[string]bool{}
 		cache    = newRuleCache()
 		chains   chainIndex
@@ -158,16 +160,13 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			// exist when the rule was read at the COMMIT line (even if the
 			// chain is declared later in the same table).
 			if o.Test {
-				deferred, jumpErr = nil, nil
+				prep = nil
 			}
-			// the jump targets are checked while the batch is built, the
-			// operations when the kernel runs it
-			if jumpErr != nil {
-				jumpErr.Line = lineNo
-				return nil, jumpErr
-			}
-			if deferred != nil {
-				return nil, deferred
+			if prep != nil {
+				if prepIsJump {
+					prep.Line = lineNo
+				}
+				return nil, prep
 			}
 			inTable = false
 			continue
@@ -179,8 +178,8 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 				if err.Kind != KindPlain {
 					return nil, err
 				}
-				if deferred == nil {
-					deferred = err
+				if prep == nil {
+					prep = err
 				}
 			}
 			continue
@@ -223,16 +222,16 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			t := work.Table(table)
 			ch := chains.get(t, lc.tmpl.cmd.Chain)
 			if ch == nil {
-				if deferred == nil {
-					deferred = noChain()
-					deferred.Line = lineNo
+				if prep == nil {
+					prep = noChain()
+					prep.Line = lineNo
 				}
 				continue
 			}
 			ch.Rules = append(ch.Rules, r)
 			pending = append(pending, pendingRule{line: lineNo, table: table, chain: ch.Name, rule: r})
-			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-				jumpErr = chainMissing(r.Chain)
+			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && prep == nil && chains.get(t, r.Chain) == nil {
+				prep, prepIsJump = chainMissing(r.Chain), true
 			}
 			continue
 		}
@@ -262,9 +261,9 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			t := work.Table(table)
 			ch := chains.get(t, cmd.Chain)
 			if ch == nil {
-				if deferred == nil {
-					deferred = noChain()
-					deferred.Line = lineNo
+				if prep == nil {
+					prep = noChain()
+					prep.Line = lineNo
 				}
 				continue
 			}
@@ -272,8 +271,8 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			for _, r := range cmd.Rules {
 				p := pendingRule{line: lineNo, table: table, chain: cmd.Chain, rule: r}
 				pending = append(pending, p)
-				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && jumpErr == nil && chains.get(t, r.Chain) == nil {
-					jumpErr = chainMissing(r.Chain)
+				if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && prep == nil && chains.get(t, r.Chain) == nil {
+					prep, prepIsJump = chainMissing(r.Chain), true
 				}
 			}
 			continue
@@ -305,8 +304,8 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 					}
 				}
 				if missing != "" {
-					if jumpErr == nil {
-						jumpErr = chainMissing(missing)
+					if prep == nil {
+						prep, prepIsJump = chainMissing(missing), true
 					}
 					continue
 				}
@@ -318,8 +317,8 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 			if e.Kind != KindPlain && e.Kind != KindKernel {
 				return nil, &e
 			}
-			if deferred == nil {
-				deferred = &e
+			if prep == nil {
+				prep = &e
 			}
 			continue
 		}
