@@ -119,10 +119,10 @@ func restoreLines(base, work *ruleset.Ruleset, reg *xt.Registry, lines []string,
 		// missing rule, a rule for a missing chain, a bad policy.
 		prep       *Error
 		prepIsJump bool
-		flushed  = map[string]bool{}
-		cache    = newRuleCache()
-		chains   chainIndex
-		wordBuf  []string
+		flushed    = map[string]bool{}
+		cache      = newRuleCache()
+		chains     chainIndex
+		wordBuf    []string
 	)
 	for _, line := range lines {
 		lineNo++
