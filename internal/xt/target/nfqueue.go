@@ -40,8 +40,9 @@ func errBalance(near string) error {
 
 // parseBalance parses "A:B" (":B" = 0:B, "A:" = A:65535), A < B, as
 // libxtables' range type reads it: components left to right, each a
-// strtoul number ending at ':' or the end ("bad value ... near" the rest
-// of the string otherwise), at most two, and NFQUEUE wants exactly two
+// strtoul number ("bad value ... near" the rest of the string when there
+// is none, "unexpected characters" when it is not followed by ':' or the
+// end), at most two, and NFQUEUE wants exactly two
 // ("Bad range" for "5" or "").
 func parseBalance(s string) (first, last uint32, err error) {
 	var vals [2]uint64
@@ -50,24 +51,27 @@ func parseBalance(s string) (first, last uint32, err error) {
 		if n == 2 {
 			return 0, 0, xt.Errorf("NFQUEUE: Too many components for option \"--queue-balance\" (max: 2)\n")
 		}
-		comp, tail, more := strings.Cut(rest, ":")
-		if comp == "" {
+		if rest == "" || rest[0] == ':' {
 			vals[n] = 0
 			if n == 1 {
 				vals[n] = 65535
 			}
 		} else {
-			v, ok := xt.ParseUint(comp, 0, 65535)
-			if !ok {
+			v, tail, ok := xt.ParseUintPrefix(rest)
+			if !ok || v > 65535 {
 				return 0, 0, errBalance(rest)
 			}
+			if tail != "" && tail[0] != ':' {
+				return 0, 0, xt.Errorf("NFQUEUE: Argument to \"--queue-balance\" has unexpected characters near \"%s\".\n", tail)
+			}
 			vals[n] = v
+			rest = tail
 		}
 		n++
-		if !more {
+		if rest == "" {
 			break
 		}
-		rest = tail
+		rest = rest[1:]
 	}
 	if n != 2 {
 		return 0, 0, xt.Errorf("Bad range \"%s\"", s)
