@@ -52,6 +52,10 @@ type Error struct {
 	Errno  syscall.Errno
 	// Line is the iptables-restore line, 0 outside restore.
 	Line int
+	// Before is what iptables printed on stderr before it failed
+	// (warnings such as "Ignoring deprecated --wait-interval option."),
+	// each line ending in a newline.
+	Before string
 }
 
 func (e *Error) Error() string { return e.Text("iptables") }
@@ -70,14 +74,17 @@ func (e *Error) TextHint(prog string) string {
 // without a trailing newline.
 func (e *Error) Text(prog string) string {
 	var b strings.Builder
+	b.WriteString(e.Before)
 	restore := e.Line > 0
 	switch e.Kind {
 	case KindParam:
 		if !e.NoPrefix {
 			b.WriteString(prog + " " + Version + ": ")
 		}
-		b.WriteString(e.Msg)
-		b.WriteByte('\n')
+		if !e.NoPrefix || e.Msg != "" {
+			b.WriteString(e.Msg)
+			b.WriteByte('\n')
+		}
 		if restore {
 			b.WriteString("Error occurred at line: " + strconv.Itoa(e.Line) + "\n")
 		}

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"io"
+	"strings"
 	"syscall"
 
 	"github.com/uptables/uptables/internal/ruleset"
@@ -23,11 +24,15 @@ type Result struct {
 func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 	res := Result{Ruleset: rs}
 	if cmd.Cmd&CmdVersion != 0 {
-		_, err := io.WriteString(out, "iptables "+Version+"\n")
+		v := "iptables " + Version + "\n"
+		if cmd.VersionInv {
+			v = "Not 1.8.9 (nf_tables) ;-)\n"
+		}
+		_, err := io.WriteString(out, v)
 		return res, err
 	}
 	if cmd.Cmd&CmdHelp != 0 {
-		_, err := io.WriteString(out, helpText)
+		_, err := io.WriteString(out, helpText(cmd.HelpExts))
 		return res, err
 	}
 	if _, ok := ruleset.BuiltinHooks(cmd.Table); !ok {
@@ -35,7 +40,7 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 	}
 	if cmd.Cmd&(CmdList|CmdListRules) != 0 {
 		t, _ := rs.View(cmd.Table)
-		if cmd.Chain != "" && t.Chain(cmd.Chain) == nil {
+		if (cmd.Chain != "" || cmd.ChainGiven) && t.Chain(cmd.Chain) == nil {
 			return res, &Error{Kind: KindFatal, Code: 1, Msg: "chain `" + cmd.Chain + "' in table `" + cmd.Table + "' is incompatible, use 'nft' tool."}
 		}
 		var err error
@@ -52,11 +57,41 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 			return res, nil
 		}
 	}
+	if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		// iptables-nft looks the chain of -j/-g up in its cache while it
+		// parses, before the command's own chain (measured: "-A nope -j
+		// nope" is "Chain 'nope' does not exist", -g CT too)
+		t, _ := rs.View(cmd.Table)
+		for _, r := range cmd.Rules {
+			if (r.Kind == ruleset.TargetJump || r.Kind == ruleset.TargetGoto) && t.Chain(r.Chain) == nil {
+				return res, chainMissing(r.Chain)
+			}
+		}
+	}
+	if cmd.Verbose > 0 && cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		// -v shows each rule before the kernel sees it (so also when
+		// the chain then turns out to be missing)
+		var b strings.Builder
+		for _, r := range cmd.Rules {
+			writeRuleLine(&b, r)
+		}
+		if _, err := io.WriteString(out, b.String()); err != nil {
+			return res, err
+		}
+	}
+	if cmd.Cmd&(CmdAppend|CmdInsert|CmdReplace|CmdDelete|CmdCheck) != 0 {
+		for _, r := range cmd.Rules {
+			if err := ruleBuildError(r); err != nil {
+				return res, err
+			}
+		}
+	}
 	if cmd.Cmd == CmdCheck {
 		t, _ := rs.View(cmd.Table)
 		c := t.Chain(cmd.Chain)
 		if c == nil {
-			return res, plain("No chain/target/match by that name.")
+			// nft looks the rule up without looking for the chain first
+			return res, plain("Bad rule (does a matching rule exist in that chain?).")
 		}
 		for _, r := range cmd.Rules {
 			if findRule(c, r) < 0 {
@@ -70,6 +105,21 @@ func Execute(rs *ruleset.Ruleset, cmd *Command, out io.Writer) (Result, error) {
 		return res, err
 	}
 	return Result{Ruleset: n, Changed: true}, nil
+}
+
+// ruleBuildError is what iptables-nft reports while it turns a parsed rule
+// into nft expressions, after all the checks of the command line: a
+// native tcp/udp match on a rule without its -p (xt.Match values that
+// implement ProtoError).
+func ruleBuildError(r *ruleset.Rule) error {
+	for _, m := range r.Matches {
+		if pe, ok := m.Match.(interface{ ProtoError() error }); ok {
+			if err := pe.ProtoError(); err != nil {
+				return AsError(err, "", "")
+			}
+		}
+	}
+	return nil
 }
 
 func findRule(c *ruleset.Chain, r *ruleset.Rule) int {
@@ -93,19 +143,45 @@ func apply(n *ruleset.Ruleset, cmd *Command) error {
 // (iptables-restore validates the whole file in file order at the end).
 func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	c := cmd.Cmd &^ (CmdList | CmdListRules)
+	if cmd.ChainGiven && cmd.Chain == "" {
+		// an empty chain name names no chain ("-F ''" is not "-F")
+		if c == CmdZeroNum {
+			return plain("Bad rule (does a matching rule exist in that chain?).")
+		}
+		if c&(CmdFlush|CmdZero|CmdDeleteChain) != 0 {
+			return noChain()
+		}
+	}
 	switch c {
-	case CmdDelete:
+	case CmdDelete, CmdZeroNum:
 		if n.Table(cmd.Table) == nil {
 			return plain("Bad rule (does a matching rule exist in that chain?).")
 		}
-	case CmdDeleteNum, CmdReplace, CmdRenameChain:
+	case CmdDeleteNum, CmdReplace:
 		// nft: these never create the table; on a table that does not
 		// exist yet every chain is missing.
 		if n.Table(cmd.Table) == nil {
 			return noChain()
 		}
-	case CmdDeleteChain:
-		if n.Table(cmd.Table) == nil && cmd.Chain != "" {
+	case CmdDeleteChain, CmdZero, CmdFlush:
+		// -F, -X and -Z on every chain of a table that does not exist
+		// do nothing and do not create it; -X/-Z CHAIN find no chain
+		// (-F CHAIN does create the table, as nft does).
+		if n.Table(cmd.Table) == nil {
+			if cmd.Chain == "" {
+				return nil
+			}
+			if c != CmdFlush {
+				return noChain()
+			}
+		}
+	case CmdRenameChain:
+		// the new name is looked up first: "-E nope INPUT" is "File
+		// exists." even before the table exists
+		if _, ok := ruleset.BuiltinHooks(cmd.Table); ok && n.Table(cmd.Table) == nil {
+			if fresh, _ := ruleset.NewTable(cmd.Table); fresh.Chain(cmd.NewName) != nil {
+				return plain("File exists.")
+			}
 			return noChain()
 		}
 	}
@@ -157,7 +233,7 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	case CmdDelete:
 		ch := t.Chain(cmd.Chain)
 		if ch == nil {
-			return noChain()
+			return plain("Bad rule (does a matching rule exist in that chain?).")
 		}
 		for _, r := range cmd.Rules {
 			i := findRule(ch, r)
@@ -186,6 +262,9 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 		}
 	case CmdZero, CmdZeroNum:
 		if cmd.Chain != "" && t.Chain(cmd.Chain) == nil {
+			if c == CmdZeroNum {
+				return plain("Bad rule (does a matching rule exist in that chain?).")
+			}
 			return noChain()
 		}
 		for _, ch := range t.Chains {
@@ -212,12 +291,12 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 	case CmdDeleteChain:
 		return deleteChain(t, cmd.Chain)
 	case CmdRenameChain:
+		if t.Chain(cmd.NewName) != nil {
+			return plain("File exists.")
+		}
 		ch := t.Chain(cmd.Chain)
 		if ch == nil || ch.BuiltIn {
 			return noChain()
-		}
-		if t.Chain(cmd.NewName) != nil {
-			return plain("File exists.")
 		}
 		if len(cmd.NewName) >= 29 {
 			return paramf("chain name `" + cmd.NewName + "' too long (must be under 29 chars)")
@@ -242,16 +321,18 @@ func applyOpt(n *ruleset.Ruleset, cmd *Command, validate bool) error {
 			}
 		}
 	case CmdSetPolicy:
-		ch := t.Chain(cmd.Chain)
-		if ch == nil || !ch.BuiltIn {
-			return plain("Bad built-in chain name.")
-		}
+		// the policy is checked before the chain (measured: "-P FOO
+		// QUEUE" is "Bad policy name.")
 		v, std := ruleset.IsStandardTarget(cmd.Policy)
 		if !std || (v != ruleset.Accept && v != ruleset.Drop) {
 			e := plain("Bad policy name.")
 			e.Dmesg = true
 			e.Hint = "a built-in chain's policy is ACCEPT or DROP"
 			return e
+		}
+		ch := t.Chain(cmd.Chain)
+		if ch == nil || !ch.BuiltIn {
+			return plain("Bad built-in chain name.")
 		}
 		ch.Policy = v // nft ignores -c with -P
 	default:
@@ -307,20 +388,6 @@ func deleteChain(t *ruleset.Table, name string) error {
 	t.Chains = keep
 	return nil
 }
-
-const helpText = `iptables v1.8.9 (nf_tables)
-
-Usage: iptables -[ACD] chain rule-specification [options]
-       iptables -I chain [rulenum] rule-specification [options]
-       iptables -R chain rulenum rule-specification [options]
-       iptables -D chain rulenum [options]
-       iptables -[LS] [chain [rulenum]] [options]
-       iptables -[FZ] [chain] [options]
-       iptables -[NX] chain
-       iptables -E old-chain-name new-chain-name
-       iptables -P chain target [options]
-       iptables -h (print this help information)
-`
 
 // Run parses args and executes them against rs: the whole of one
 // `iptables ARGS` invocation. Warnings iptables prints without failing

@@ -76,6 +76,14 @@ func isShortOpt(c byte) bool {
 // getopt reproduces glibc getopt_long in RETURN_IN_ORDER mode ("-" first
 // in the option string) with ":" (no messages, ':' for a missing argument).
 type getopt struct {
+	// before is argv[optind-1] before the first word: the program name,
+	// or in iptables-restore the table name (its argv is "PROG -t TABLE
+	// WORDS...").
+	before string
+	// bangs are the indexes of the "!" words read so far: iptables
+	// blanks such a word in argv (optarg[0] = '\0'), so a later message
+	// naming argv[optind-1] prints "".
+	bangs  []int
 	args   []string
 	optind int
 	next   string // rest of a short option cluster
@@ -144,8 +152,10 @@ func (g *getopt) nextOpt(opts optTable) gotResult {
 	if strings.HasPrefix(w, "--") {
 		return g.long(opts, w)
 	}
+	// glibc leaves optind on a short option cluster until its last
+	// character is read: argv[optind-1] in a message about a character in
+	// the middle of "-xyz" is the word before it.
 	g.next = w[1:]
-	g.optind++
 	return g.short(opts)
 }
 
@@ -201,9 +211,12 @@ func (g *getopt) long(opts optTable, w string) gotResult {
 func (g *getopt) short(opts optTable) gotResult {
 	c := g.next[0]
 	g.next = g.next[1:]
+	if g.next == "" {
+		g.optind++
+	}
 	if !isShortOpt(c) {
-		g.next = ""
-		return gotResult{kind: gotUnknown, word: g.args[g.optind-1], short: c}
+		// the rest of the cluster stays for the next call, as in glibc
+		return gotResult{kind: gotUnknown, word: g.prev(), short: c}
 	}
 	var lo *longOpt
 	for i := range builtinOptTable {
@@ -218,20 +231,38 @@ func (g *getopt) short(opts optTable) gotResult {
 		if g.next != "" {
 			r.arg, r.hasArg = g.next, true
 			g.next = ""
+			g.optind++
 		} else if g.optind < len(g.args) {
 			r.arg, r.hasArg, r.argPos = g.args[g.optind], true, g.optind
 			g.optind++
 		} else {
-			return gotResult{kind: gotMissing, word: g.args[g.optind-1], short: c}
+			return gotResult{kind: gotMissing, word: g.prev(), short: c}
 		}
 	case 2:
 		if g.next != "" {
 			r.arg, r.hasArg = g.next, true
 			g.next = ""
+			g.optind++
 		}
 	}
-	r.word = g.args[g.optind-1]
+	r.word = g.prev()
 	return r
+}
+
+// prev is argv[optind-1]; before the first word that is the program name.
+func (g *getopt) prev() string {
+	if g.optind == 0 {
+		if g.before != "" {
+			return g.before
+		}
+		return "iptables"
+	}
+	for _, i := range g.bangs {
+		if i == g.optind-1 {
+			return ""
+		}
+	}
+	return g.args[g.optind-1]
 }
 
 // hasArg is iptables' xs_has_arg: the next word exists and does not start

@@ -32,7 +32,7 @@ type ListOptions struct {
 func WriteList(w io.Writer, t *ruleset.Table, o ListOptions) error {
 	var b strings.Builder
 	first := true
-	for _, c := range t.Chains {
+	for _, c := range listOrder(t) {
 		if o.Chain != "" && c.Name != o.Chain {
 			continue
 		}
@@ -224,4 +224,49 @@ func addrCol(a, m netip.Addr, numeric bool) string {
 		return s + "/" + m.String()
 	}
 	return s + "/" + strconv.Itoa(n)
+}
+
+// writeRuleLine prints a rule as iptables -v prints the rules of -A, -I,
+// -R, -D and -C before it runs them (print_rule with FMT_PRINT_RULE:
+// numeric, no counters, labelled columns):
+//
+//	ACCEPT  tcp opt -- in * out *  0.0.0.0/0  -> 1.2.3.4   tcp dpt:22
+func writeRuleLine(b *strings.Builder, r *ruleset.Rule) {
+	b.WriteString(TargetListName(r))
+	b.WriteByte(' ')
+	b.WriteByte(invChar(r.InvProto, ' '))
+	b.WriteString(chainProtoName(r.Proto))
+	b.WriteString(" opt ")
+	b.WriteByte(invChar(r.InvFrag, '-'))
+	if r.Frag {
+		b.WriteByte('f')
+	} else {
+		b.WriteByte('-')
+	}
+	b.WriteString(" in " + ifaceCol(r.InvIn, r.InIface, true))
+	b.WriteString(" out " + ifaceCol(r.InvOut, r.OutIface, true) + " ")
+	b.WriteByte(invChar(r.InvSrc, ' '))
+	b.WriteString(addrCol(r.Src, r.SrcMask, true) + " ")
+	b.WriteByte(invChar(r.InvDst, ' '))
+	b.WriteString("-> " + addrCol(r.Dst, r.DstMask, true) + "  ")
+	for _, m := range r.Matches {
+		m.Match.List(b, true)
+	}
+	if r.Kind == ruleset.TargetGoto {
+		b.WriteString("[goto] ")
+	}
+	if r.Kind == ruleset.TargetExt {
+		r.Target.List(b, true)
+	}
+	b.WriteByte('\n')
+}
+
+// chainProtoName names a protocol from xtables_chain_protos only, as the
+// numeric printer does ("47", not "gre").
+func chainProtoName(p uint8) string {
+	switch p {
+	case 0, 1, 6, 17, 50, 51, 58, 132, 135, 136:
+		return xt.ProtoName(p)
+	}
+	return strconv.Itoa(int(p))
 }

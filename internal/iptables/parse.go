@@ -2,7 +2,9 @@ package iptables
 
 import (
 	"errors"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/uptables/uptables/internal/ruleset"
@@ -55,11 +57,14 @@ func cmdLetter(c Cmd) byte {
 
 // Command is one parsed iptables command line.
 type Command struct {
-	Cmd     Cmd
-	Table   string
-	Chain   string // "" = all chains (-L, -S, -F, -Z, -X)
-	NewName string // -E
-	Policy  string // -P
+	Cmd   Cmd
+	Table string
+	Chain string // "" = all chains (-L, -S, -F, -Z, -X)
+	// ChainGiven: -L/-S/-F/-Z/-X named a chain, possibly the empty word
+	// (which names no chain: "-F ''" fails where "-F" flushes all).
+	ChainGiven bool
+	NewName    string // -E
+	Policy     string // -P
 	// RuleNum is the 1-based rule number of -I (default 1), -D/-R/-S/-L/-Z
 	// with a number; 0 when none was given.
 	RuleNum int
@@ -73,6 +78,14 @@ type Command struct {
 	SetCounters *ruleset.Counters
 	// Warnings are messages iptables prints on stderr without failing.
 	Warnings []string
+	// HelpExts names the extensions loaded when -h was read, whose help
+	// follows iptables' own ("t-LOG", then "m-NAME" in command-line order).
+	HelpExts []string
+	// VersionInv is "! -V", which iptables answers with a joke.
+	VersionInv bool
+	// Ignore: a -6 line of an iptables-restore file, which
+	// iptables-restore skips.
+	Ignore bool
 }
 
 // Modifies reports whether the command changes the rule set.
@@ -212,6 +225,11 @@ type parser struct {
 	verdict  ruleset.Verdict
 	jumpTo   string
 	tableSet bool
+
+	// stop: -h, -V (and -6 in restore) end the parse where they stand,
+	// as iptables exits there.
+	stop               bool
+	wait, waitInterval bool
 }
 
 // ParseCommand parses one iptables command line (without the program
@@ -230,9 +248,19 @@ func parse(reg *xt.Registry, fam xt.Family, args []string, po ParseOptions) (*pa
 	if po.DefaultTable != "" {
 		p.cmd.Table = po.DefaultTable
 	}
+	if po.Restore {
+		p.g.before = p.cmd.Table
+	}
 	p.ctx.Family = fam
 	if err := p.run(); err != nil {
-		return nil, AsError(err, "", "")
+		e := AsError(err, "", "")
+		if len(p.cmd.Warnings) > 0 && e.Before == "" {
+			// iptables printed them before it failed
+			cp := *e
+			cp.Before = strings.Join(p.cmd.Warnings, "\n") + "\n"
+			e = &cp
+		}
+		return nil, e
 	}
 	return p, nil
 }
@@ -300,7 +328,8 @@ func (p *parser) run() error {
 		switch r.kind {
 		case gotEnd:
 			if p.g.optind < len(p.g.args) {
-				return badArgument(p.g.args, p.g.optind)
+				// words after "--", which ends getopt
+				return paramf("unknown arguments found on commandline")
 			}
 			return p.finish()
 		case gotMissing:
@@ -311,20 +340,23 @@ func (p *parser) run() error {
 					return paramf("multiple consecutive ! not allowed")
 				}
 				p.inv = true
+				p.g.bangs = append(p.g.bangs, p.g.optind-1)
 				continue
 			}
 			return badArgument(p.g.args, p.g.optind-1)
 		case gotUnknown:
 			// iptables' command_default: load the protocol's match on
 			// the first option nobody knows, then read the word again.
-			if p.ctx.Proto != 0 && !p.protoUsed && r.short == 0 {
+			// A short option's unknown character counts too; in the
+			// middle of a cluster optind-- steps back to the word before
+			// and getopt goes on with the cluster's next character.
+			if p.ctx.Proto != 0 && !p.protoUsed {
 				if spec, ok := p.reg.Match(xt.ProtoName(p.ctx.Proto)); ok && familyOK(spec.Family, p.fam) {
 					p.protoUsed = true
 					e := &extInst{mspec: spec, match: spec.New(), implicit: true}
 					p.exts = append(p.exts, e)
 					p.matches = append(p.matches, e)
 					p.g.optind--
-					p.g.next = ""
 					continue
 				}
 			}
@@ -339,6 +371,12 @@ func (p *parser) run() error {
 		if _, err := p.builtin(r); err != nil {
 			return err
 		}
+		if p.stop {
+			return nil
+		}
+		// every option uses up a '!' before it (measured: "! -w" is
+		// accepted, as iptables clears the flag after each option)
+		p.inv = false
 	}
 }
 
@@ -422,7 +460,22 @@ func (p *parser) extOption(r gotResult) error {
 	}
 	p.inv = false
 	e.opts = append(e.opts, o)
-	return e.parse(&p.ctx, o)
+	if e.target == nil {
+		return e.parse(&p.ctx, o)
+	}
+	// a target that warns while it parses (REJECT echo-reply; NFLOG
+	// warns in its final check): iptables prints the warning right there,
+	// before any later error of the command
+	w, _ := e.target.(interface{ Warnings() []string })
+	n := 0
+	if w != nil {
+		n = len(w.Warnings())
+	}
+	err := e.parse(&p.ctx, o)
+	if w != nil {
+		p.cmd.Warnings = append(p.cmd.Warnings, w.Warnings()[n:]...)
+	}
+	return err
 }
 
 // builtin handles iptables' own options; loaded reports that an extension
@@ -433,14 +486,18 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 	case 'A', 'C', 'D', 'R', 'I', 'N', 'X', 'E', 'P', 'L', 'S', 'F', 'Z':
 		return false, p.command(c, r)
 	case 'h':
-		if err := p.addCommand(CmdHelp, CmdNone); err != nil {
-			return false, err
+		// iptables prints the help the moment it reads -h, whatever
+		// came before or follows
+		p.cmd.Cmd, p.stop = CmdHelp, true
+		if p.target != nil {
+			p.cmd.HelpExts = append(p.cmd.HelpExts, "t-"+p.target.tspec.Name)
+		}
+		for _, m := range p.matches {
+			p.cmd.HelpExts = append(p.cmd.HelpExts, "m-"+m.mspec.Name)
 		}
 	case 'V':
-		if p.inv {
-			return false, paramf("unexpected '!' flag")
-		}
-		p.cmd.Cmd |= CmdVersion
+		// the same for -V (and "! -V" is answered with a joke)
+		p.cmd.Cmd, p.cmd.VersionInv, p.stop = CmdVersion, p.inv, true
 	case 'p':
 		if err := p.setOption(optProtocol); err != nil {
 			return false, err
@@ -472,10 +529,12 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(bit); err != nil {
 			return false, err
 		}
-		if err := p.iface(r.arg); err != nil {
+		// iptables takes argv[optind-1], not optarg, for -i/-o (as for
+		// -s/-d/-p/-j): "-ieth0" is the interface "-ieth0" (measured)
+		if err := p.iface(r.word); err != nil {
 			return false, err
 		}
-		name := r.arg
+		name := r.word
 		if name == "+" && !p.inv {
 			// "+" matches every interface: nft adds no expression for it
 			// and the rule lists without -i/-o
@@ -495,7 +554,13 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		if err := p.setOption(optJump); err != nil {
 			return false, err
 		}
-		loaded, err = p.jump(r.word, c == 'g')
+		// -j reads argv[optind-1] ("-jACCEPT" is the chain "-jACCEPT"),
+		// -g its optarg ("--goto=FOO" is FOO), measured
+		name := r.word
+		if c == 'g' {
+			name = r.arg
+		}
+		loaded, err = p.jump(name, c == 'g')
 		if err != nil {
 			return false, err
 		}
@@ -560,12 +625,16 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 		}
 		p.cmd.SetCounters = &ruleset.Counters{Packets: pk, Bytes: by}
 	case 'w', 'W':
-		if !r.hasArg && p.g.hasArg() {
-			p.g.optind++
-		}
+		return false, p.waitOption(c, r)
 	case 'M', 'b', '4':
 	case '6':
-		return false, paramf("This is the IPv4 version of iptables.\n")
+		if p.po.Restore {
+			// "--ipv6 -6: Error (line is ignored by iptables-restore)"
+			p.cmd.Ignore, p.stop = true, true
+			return false, nil
+		}
+		// iptables-nft prints only the Try line
+		return false, &Error{Kind: KindParam, NoPrefix: true}
 	default:
 		return false, unknownOption(r.word)
 	}
@@ -576,25 +645,44 @@ func (p *parser) builtin(r gotResult) (loaded bool, err error) {
 // scanULL is sscanf("%llu"): optional blanks and sign, then digits; the
 // rest of the word is ignored; a minus wraps modulo 2^64.
 func scanULL(s string) (uint64, bool) {
-	s = strings.TrimLeft(s, " \t\n\v\f\r")
+	v, n := scanULLPrefix(s)
+	return v, n > 0
+}
+
+// scanULLPrefix is sscanf's %llu: blanks, an optional sign, decimal
+// digits, as strtoull reads them (a value too large saturates at
+// 2^64-1, a negative one wraps). It returns the value and how many bytes
+// of s it used, 0 when there is no number.
+func scanULLPrefix(s string) (uint64, int) {
+	i := 0
+	for i < len(s) && strings.IndexByte(" \t\n\v\f\r", s[i]) >= 0 {
+		i++
+	}
 	neg := false
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		neg = s[0] == '-'
-		s = s[1:]
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
 	}
 	var v uint64
-	n := 0
-	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-		v = v*10 + uint64(s[n]-'0')
-		n++
+	start, over := i, false
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		d := uint64(s[i] - '0')
+		if v > (math.MaxUint64-d)/10 {
+			over = true
+		}
+		v = v*10 + d
+		i++
 	}
-	if n == 0 {
-		return 0, false
+	if i == start {
+		return 0, 0
+	}
+	if over {
+		return math.MaxUint64, i
 	}
 	if neg {
 		v = -v
 	}
-	return v, true
+	return v, i
 }
 
 func (p *parser) command(c byte, r gotResult) error {
@@ -653,12 +741,7 @@ func (p *parser) command(c byte, r gotResult) error {
 		if err := p.addCommand(cc, CmdZero|CmdZeroNum); err != nil {
 			return err
 		}
-		if r.hasArg {
-			cmd.Chain = r.arg
-		} else if p.g.hasArg() {
-			cmd.Chain = p.g.args[p.g.optind]
-			p.g.optind++
-		}
+		p.optChain(r)
 		if n, ok, err := p.ruleNumberArg(); err != nil {
 			return err
 		} else if ok {
@@ -681,9 +764,8 @@ func (p *parser) command(c byte, r gotResult) error {
 			cmd.Cmd = cmd.Cmd&^CmdZero | CmdZeroNum
 		}
 	case 'N':
-		if err := p.addCommand(CmdNewChain, CmdNone); err != nil {
-			return err
-		}
+		// the name is checked before the command (measured: "! -N !x"
+		// complains about the name, "! -N x" about the '!')
 		if len(r.arg) >= 29 {
 			return paramf("chain name `" + r.arg + "' too long (must be under 29 chars)")
 		}
@@ -699,6 +781,9 @@ func (p *parser) command(c byte, r gotResult) error {
 		}
 		if hasCSpace(r.arg) {
 			return paramf("Invalid chain name `" + r.arg + "'")
+		}
+		if err := p.addCommand(CmdNewChain, CmdNone); err != nil {
+			return err
 		}
 		cmd.Chain = r.arg
 	case 'X':
@@ -733,15 +818,18 @@ func (p *parser) command(c byte, r gotResult) error {
 
 func (p *parser) optChain(r gotResult) {
 	if r.hasArg {
-		p.cmd.Chain = r.arg
+		p.cmd.Chain, p.cmd.ChainGiven = r.arg, true
 	} else if p.g.hasArg() {
-		p.cmd.Chain = p.g.args[p.g.optind]
+		p.cmd.Chain, p.cmd.ChainGiven = p.g.args[p.g.optind], true
 		p.g.optind++
 	}
 }
 
 // iface checks an interface name as xtables_parse_interface does.
 func (p *parser) iface(name string) error {
+	if name == "" {
+		return paramf("Empty interface is likely to be undesired")
+	}
 	if len(name) > 15 {
 		return paramf("interface name `" + name + "' must be shorter than IFNAMSIZ (15)")
 	}
@@ -754,8 +842,16 @@ func (p *parser) iface(name string) error {
 // knownNames are the extension names uptables is meant to provide; the
 // registry is asked which of them exist to word the hints.
 func (p *parser) loadMatch(name string) error {
+	if len(name) >= 29 {
+		// XT_EXTENSION_MAXNAMELEN, checked before any lookup
+		return paramf("Invalid match name \"" + name + "\" (28 chars max)")
+	}
 	spec, ok := p.reg.Match(name)
 	if !ok || !familyOK(spec.Family, p.fam) {
+		if name == "icmpv6" || name == "ipv6-icmp" {
+			// libxtables' alias: all three names load icmp6
+			name = "icmp6"
+		}
 		e := paramf("Couldn't load match `" + name + "':No such file or directory\n")
 		var have []string
 		for _, n := range p.reg.MatchNames() {
@@ -826,11 +922,55 @@ func (p *parser) jump(name string, isGoto bool) (loaded bool, err error) {
 	return false, nil
 }
 
+// waitOption handles -w [seconds] and -W [usecs]: the value is read with
+// sscanf("%u") (so "1x" is 1); -W is deprecated and warns, and over
+// 999999 usecs it fails.
+func (p *parser) waitOption(c byte, r gotResult) error {
+	if p.po.Restore {
+		return paramf("You cannot use `-" + string(c) + "' from iptables-restore")
+	}
+	val, has := r.arg, r.hasArg
+	if !has && p.g.hasArg() {
+		val, has = p.g.args[p.g.optind], true
+		p.g.optind++
+	}
+	if c == 'w' {
+		p.wait = true
+		if has {
+			if _, ok := scanULL(val); !ok {
+				return paramf("wait seconds not numeric")
+			}
+		}
+		return nil
+	}
+	if !has {
+		return paramf("wait interval value required")
+	}
+	v, ok := scanULL(val)
+	if !ok {
+		return paramf("wait interval not numeric")
+	}
+	if u := uint32(v); u > 999999 {
+		return paramf("too long usec wait " + strconv.FormatUint(uint64(u), 10) + " > 999999 usec")
+	}
+	p.waitInterval = true
+	p.cmd.Warnings = append(p.cmd.Warnings, "Ignoring deprecated --wait-interval option.")
+	return nil
+}
+
 // finish runs iptables' checks after the option loop and builds the rules.
 func (p *parser) finish() error {
 	cmd := p.cmd
-	if p.inv {
-		return paramf("nothing appropriate following !")
+	if p.waitInterval && !p.wait {
+		return paramf("--wait-interval only makes sense with --wait\n")
+	}
+	// measured order: the nat check, the extensions' final checks, "no
+	// command specified", then a dangling '!'
+	if cmd.Table == "nat" && (cmd.Policy == "DROP" || (p.kind == ruleset.TargetVerdict && p.verdict == ruleset.Drop) ||
+		(p.kind == ruleset.TargetGoto && p.jumpTo == "DROP")) {
+		e := paramf("\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n")
+		e.Hint = "filter in the filter table (or mangle/raw); nat rules only choose address translations"
+		return e
 	}
 	p.ctx.Table = cmd.Table
 	p.ctx.Chain = cmd.Chain
@@ -841,10 +981,29 @@ func (p *parser) finish() error {
 		}
 	}
 	if p.target != nil {
-		if err := p.target.final(&p.ctx); err != nil {
+		w, _ := p.target.target.(interface{ Warnings() []string })
+		n := 0
+		if w != nil {
+			n = len(w.Warnings())
+		}
+		err := p.target.final(&p.ctx)
+		if w != nil {
+			p.cmd.Warnings = append(p.cmd.Warnings, w.Warnings()[n:]...)
+		}
+		if err != nil {
 			return AsError(err, "", "")
 		}
 	}
+	if cmd.Cmd == CmdNone {
+		e := paramf("no command specified")
+		e.Hint = "add a command such as -A CHAIN (append), -I CHAIN (insert) or -L (list)"
+		return e
+	}
+	if p.inv {
+		return paramf("nothing appropriate following !")
+	}
+	// addresses are parsed after the command checks (measured: "-t
+	// broute -delete-chain" is "no command specified", not a bad host)
 	srcs, err := p.addrs(p.srcStr, p.opts&optSource != 0)
 	if err != nil {
 		return err
@@ -855,11 +1014,6 @@ func (p *parser) finish() error {
 	}
 	if (len(srcs) > 1 || len(dsts) > 1) && (p.invSrc || p.invDst) {
 		return paramf("! not allowed with multiple source or destination IP addresses")
-	}
-	if cmd.Cmd == CmdNone {
-		e := paramf("no command specified")
-		e.Hint = "add a command such as -A CHAIN (append), -I CHAIN (insert) or -L (list)"
-		return e
 	}
 	if cmd.Cmd&(CmdHelp|CmdVersion) != 0 {
 		return nil
@@ -878,11 +1032,6 @@ func (p *parser) finish() error {
 			return paramf("Illegal option `-" + string(optLetters[i]) + "' with this command")
 		}
 	}
-	if cmd.Table == "nat" && (cmd.Policy == "DROP" || (p.kind == ruleset.TargetVerdict && p.verdict == ruleset.Drop)) {
-		e := paramf("\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n")
-		e.Hint = "filter in the filter table (or mangle/raw); nat rules only choose address translations"
-		return e
-	}
 	if len(cmd.Chain) >= 29 {
 		return paramf("chain name `" + cmd.Chain + "' too long (must be under 29 chars)")
 	}
@@ -896,6 +1045,10 @@ func (p *parser) finish() error {
 			if p.opts&optViaIn != 0 {
 				return paramf("Can't use -i with " + cmd.Chain + "\n")
 			}
+		}
+		if cmd.Cmd == CmdReplace && len(srcs)*len(dsts) != 1 {
+			// checked while parsing, before the chain is looked up
+			return paramf("Replacement rule does not specify a unique address")
 		}
 		return p.buildRules(srcs, dsts)
 	}
@@ -1042,7 +1195,10 @@ func ParseAddrMask(f xt.Family, s string) (addr, mask netip.Addr, err error) {
 	var pe *xt.ParamError
 	if err != nil && errors.As(err, &pe) {
 		if strings.HasPrefix(pe.Msg, "host/network") {
-			as, _, _ := strings.Cut(s, "/")
+			as := s
+			if i := strings.LastIndexByte(s, '/'); i >= 0 {
+				as = s[:i]
+			}
 			return addr, mask, hostNotFound(as)
 		}
 		return addr, mask, paramf(pe.Msg)

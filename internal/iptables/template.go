@@ -169,7 +169,7 @@ type lineCmd struct {
 // Lines without quotes are looked up by a key computed from the text
 // itself, so a template hit splits nothing into words.
 func (c *ruleCache) parseText(reg *xt.Registry, fam xt.Family, text string, po ParseOptions, buf []string) (lineCmd, []string, error) {
-	if strings.IndexByte(text, '"') < 0 {
+	if strings.IndexByte(text, '"') < 0 && len(text) < maxRestoreParam {
 		var src, dst string
 		var hasSrc, hasDst bool
 		c.key, src, dst, hasSrc, hasDst = appendRawKey(c.key[:0], po.DefaultTable, text)
@@ -179,6 +179,11 @@ func (c *ruleCache) parseText(reg *xt.Registry, fam xt.Family, text string, po P
 		}
 	}
 	words, buf := splitRuleWords(text, buf)
+	if len(text) >= maxRestoreParam {
+		if err := checkRestoreParams(words); err != nil {
+			return lineCmd{}, buf, err
+		}
+	}
 	cmd, err := c.parse(reg, fam, words, po)
 	return lineCmd{cmd: cmd}, buf, err
 }

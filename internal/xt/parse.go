@@ -45,8 +45,10 @@ func ParseUint(s string, min, max uint64) (uint64, bool) {
 // strtoul with base 0) and returns the rest. ok is false when no digit was
 // read or the value overflows 64 bits.
 func ParseUintPrefix(s string) (v uint64, rest string, ok bool) {
+	// strtoul skips what C's isspace accepts (" \t\n\v\f\r": "\n80"
+	// is port 80) and takes a '+'; xtables_strtoui refuses a '-' itself.
 	i := 0
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+	for i < len(s) && (s[i] == ' ' || s[i] >= '\t' && s[i] <= '\r') {
 		i++
 	}
 	if i < len(s) && s[i] == '+' {
@@ -271,8 +273,10 @@ func ParseNumericIPv4(s string) (a netip.Addr, parts int, ok bool) {
 		if parts == 4 {
 			return netip.Addr{}, 0, false
 		}
+		// each part goes through xtables_strtoui, so blanks and a '+'
+		// before it are fine (measured: -s "1.+2. 3.4" is 1.2.3.4)
 		p, rest, more := strings.Cut(s, ".")
-		if p == "" || p[0] == ' ' || p[0] == '\t' || p[0] == '+' {
+		if p == "" {
 			return netip.Addr{}, 0, false
 		}
 		v, okv := ParseUint(p, 0, 255)
@@ -315,16 +319,28 @@ func ParseAddr(f Family, s string) (netip.Addr, error) {
 	}
 }
 
-// ParseHost parses an option of libxtables' "host" type (recent --mask,
-// ...), which goes straight to the resolver: inet_aton's forms for IPv4
-// ("16" is 0.0.0.16, "10.1" is 10.0.0.1), never a name lookup here.
+// ParseHost parses an option of libxtables' "host" and "hostmask" types
+// (recent --mask, conntrack --ctorigsrc ...), which go straight to
+// getaddrinfo: inet_aton's forms for IPv4 ("16" is 0.0.0.16, "10.1" is
+// 10.0.0.1), never a name lookup here. A failure is reported as
+// getaddrinfo's "Name or service not known" (iptables says "Temporary
+// failure in name resolution" instead when it tried DNS for a name).
 func ParseHost(f Family, s string) (netip.Addr, error) {
+	a, ok := netip.Addr{}, false
 	if f == IPv4 {
-		if a, ok := parseInetAton(s); ok {
-			return a, nil
+		a, ok = parseInetAton(s)
+	} else {
+		var err error
+		a, err = ParseAddr(f, s)
+		ok = err == nil
+	}
+	if !ok {
+		return netip.Addr{}, &ParamError{
+			Msg:  "getaddrinfo: Name or service not known\n",
+			Hint: "uptables does not resolve host names in rules; give a numeric address",
 		}
 	}
-	return ParseAddr(f, s)
+	return a, nil
 }
 
 // parseInetAton accepts the shorter dotted forms inet_aton does ("10.1" =
@@ -365,7 +381,12 @@ func ParseAddrMask(f Family, s string) (addr, mask netip.Addr, err error) {
 	if f == IPv6 {
 		bits = 128
 	}
-	as, ms, hasMask := strings.Cut(s, "/")
+	// the mask is what follows the last '/' (xtables_ipparse_any uses
+	// strrchr: "1.2.3.4/8/16" is host "1.2.3.4/8" with mask 16)
+	as, ms, hasMask := s, "", false
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		as, ms, hasMask = s[:i], s[i+1:], true
+	}
 	if hasMask {
 		if v, ok := ParseUint(ms, 0, uint64(bits)); ok && !strings.Contains(ms, ".") {
 			mask = PrefixMask(f, int(v))

@@ -67,6 +67,37 @@ func newAddrTypeSpec() *xt.MatchSpec {
 	return &xt.MatchSpec{Name: "addrtype", Options: addrtypeOpts.options(), New: func() xt.Match { return &AddrType{} }}
 }
 
+// parseAddrTypes reads a comma list of types as libxt_addrtype does: each
+// word is a case-insensitive prefix of a type name, the first in kernel
+// order wins ("loc" is LOCAL, "u" UNSPEC); a bad word before a comma is
+// reported with the rest of the list in `...', the last one alone in "...".
+func parseAddrTypes(arg string) (uint16, error) {
+	var mask uint16
+	for rest := arg; ; {
+		t, tail, more := strings.Cut(rest, ",")
+		bit := -1
+		if t != "" {
+			for i, n := range addrTypeNames {
+				if len(t) <= len(n) && strings.EqualFold(n[:len(t)], t) {
+					bit = i
+					break
+				}
+			}
+		}
+		if bit < 0 {
+			if more {
+				return 0, xt.Errorf("addrtype: bad type `%s'", rest)
+			}
+			return 0, xt.Errorf("addrtype: bad type \"%s\"", t)
+		}
+		mask |= 1 << bit
+		if !more {
+			return mask, nil
+		}
+		rest = tail
+	}
+}
+
 // Parse implements xt.Match.
 func (m *AddrType) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
 	e, err := addrtypeOpts.begin("addrtype", &m.seen, opt, invert)
@@ -75,18 +106,9 @@ func (m *AddrType) Parse(_ *xt.ParseContext, opt string, invert bool, arg string
 	}
 	switch e.id {
 	case atSrc, atDst:
-		var mask uint16
-		for _, t := range strings.Split(arg, ",") {
-			bit := -1
-			for i, n := range addrTypeNames {
-				if strings.EqualFold(n, t) {
-					bit = i
-				}
-			}
-			if bit < 0 {
-				return xt.Errorf("addrtype: bad type \"%s\"", t)
-			}
-			mask |= 1 << bit
+		mask, err := parseAddrTypes(arg)
+		if err != nil {
+			return err
 		}
 		if e.id == atSrc {
 			m.Src, m.InvSrc = mask, invert

@@ -285,7 +285,9 @@ func psPlenMaskRaw(f xt.Family, s string) (int, bool) {
 	if v, ok := xt.ParseUint(s, 0, uint64(bits)); ok {
 		return int(v), true
 	}
-	a, err := xt.ParseAddr(f, s)
+	// otherwise a mask as getaddrinfo reads it, inet_aton's forms
+	// (measured: "255.255.0" is /16, " 40" is refused)
+	a, err := xt.ParseHost(f, s)
 	if err != nil {
 		return 0, false
 	}
@@ -309,12 +311,13 @@ func psFamilyBits(f xt.Family) int {
 	return 32
 }
 
-// parseHostMask parses an XTTYPE_HOSTMASK argument: a numeric address with
-// an optional "/mask" (plen or netmask, see psPlenMask). The address is
-// kept as given (not masked), as the conntrack match stores it.
+// parseHostMask parses an XTTYPE_HOSTMASK argument: an address as
+// getaddrinfo reads it (xt.ParseHost: "10.1" is 10.0.0.1) with an optional
+// "/mask" after the first '/' (plen or netmask, see psPlenMask). The
+// address is kept as given (not masked), as the conntrack match stores it.
 func (t *psTable) parseHostMask(e *psOpt, f xt.Family, s string) (addr netip.Addr, plen int, err error) {
 	as, ms, has := strings.Cut(s, "/")
-	addr, err = xt.ParseAddr(f, as)
+	addr, err = xt.ParseHost(f, as)
 	if err != nil {
 		return netip.Addr{}, 0, err
 	}

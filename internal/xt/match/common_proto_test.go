@@ -69,6 +69,13 @@ func psRun(t *testing.T, name string, fam xt.Family, proto uint8, args string) (
 	if err := m.Final(ctx); err != nil {
 		return nil, err
 	}
+	// the grammar asks for the rule-building error (tcp/udp without their
+	// -p) when it adds the rule
+	if pe, ok := m.(interface{ ProtoError() error }); ok {
+		if err := pe.ProtoError(); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 

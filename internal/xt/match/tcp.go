@@ -43,6 +43,8 @@ var psTCPFlagNames = [...]struct {
 type TCP struct {
 	SrcPorts, DstPorts PortRange
 	InvSrc, InvDst     bool
+	// needProto: a native match on a rule without its -p (ProtoError).
+	needProto bool
 	// Option is the TCP option kind that must be present (0 = none).
 	Option    uint8
 	InvOption bool
@@ -209,16 +211,30 @@ func (m *TCP) isDefault() bool {
 		m.Option == 0 && !m.InvOption && m.FlagMask == 0 && m.FlagComp == 0 && !m.InvFlags
 }
 
+// ProtoError is the error iptables-nft reports when it builds the rule of
+// a native tcp match without `-p tcp` (nil otherwise).
+func (m *TCP) ProtoError() error {
+	if m.needProto {
+		return xt.Errorf("TCP match requires '-p tcp'")
+	}
+	return nil
+}
+
 // Final implements xt.Match. It decides the nft translation (native payload
 // or xt_tcp) and refuses a native tcp match on a rule whose -p is not tcp,
 // as iptables-nft does in user space ("! -p tcp" passes this check).
+//
+// Like udp's, the `-p tcp` requirement is reported by ProtoError when the
+// rule is built, after every other check of the command.
 func (m *TCP) Final(ctx *xt.ParseContext) error {
 	m.Native = m.Option == 0 && !m.InvOption && !m.isDefault()
+	m.needProto = false
 	if !m.Native {
 		return nil
 	}
 	if ctx.Proto != 6 {
-		return xt.Errorf("TCP match requires '-p tcp'")
+		m.needProto = true
+		return nil
 	}
 	// What the nft rule holds: a full range or a zero mask emits nothing.
 	if m.SrcPorts.Full() {

@@ -18,6 +18,8 @@ import (
 type UDP struct {
 	SrcPorts, DstPorts PortRange
 	InvSrc, InvDst     bool
+	// needProto: a native match on a rule without its -p (ProtoError).
+	needProto bool
 	// Native is true when iptables-nft uses payload expressions (no xt_udp).
 	Native bool
 
@@ -69,20 +71,34 @@ func (m *UDP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, e
 }
 
 // Final implements xt.Match: a native udp match needs `-p udp` (checked in
-// user space by iptables-nft, "! -p udp" passes).
+// user space by iptables-nft, "! -p udp" passes). iptables-nft finds that
+// out only when it builds the nft rule, after every check of the command
+// line and the table (measured: "-m udp --dport 1 -j CONNMARK" complains
+// about CONNMARK), so it is reported by ProtoError, not here.
 func (m *UDP) Final(ctx *xt.ParseContext) error {
 	m.Native = !(m.SrcPorts.Full() && m.DstPorts.Full() && !m.InvSrc && !m.InvDst)
+	m.needProto = false
 	if !m.Native {
 		return nil
 	}
 	if ctx.Proto != 17 {
-		return xt.Errorf("UDP match requires '-p udp'")
+		m.needProto = true
+		return nil
 	}
 	if m.SrcPorts.Full() {
 		m.InvSrc = false
 	}
 	if m.DstPorts.Full() {
 		m.InvDst = false
+	}
+	return nil
+}
+
+// ProtoError is the error iptables-nft reports when it builds the rule of
+// a native udp match without `-p udp` (nil otherwise).
+func (m *UDP) ProtoError() error {
+	if m.needProto {
+		return xt.Errorf("UDP match requires '-p udp'")
 	}
 	return nil
 }

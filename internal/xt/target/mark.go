@@ -32,10 +32,24 @@ func newMark() xt.Target { return &Mark{opts: tracker{target: "MARK", defs: mark
 func parseXMark(target, opt, arg string) (value, mask uint32, err error) {
 	switch opt {
 	case "set-xmark", "set-mark":
-		v, m, _, ok := xt.ParseMarkMask(arg)
-		if !ok {
-			return 0, 0, xt.Errorf("%s: bad integer value for option \"--%s\", or out of range.\n", target, opt)
+		// libxtables' markmask type: a number that does not parse is a
+		// "bad integer value", one followed by anything but "/mask" is
+		// "trailing garbage" (measured: "127.1", "1x", "1/2/3")
+		bad := xt.Errorf("%s: bad integer value for option \"--%s\", or out of range.\n", target, opt)
+		v64, rest, ok := xt.ParseUintPrefix(arg)
+		if !ok || v64 > 0xffffffff {
+			return 0, 0, bad
 		}
+		m64 := uint64(0xffffffff)
+		if strings.HasPrefix(rest, "/") {
+			if m64, rest, ok = xt.ParseUintPrefix(rest[1:]); !ok || m64 > 0xffffffff {
+				return 0, 0, bad
+			}
+		}
+		if rest != "" {
+			return 0, 0, xt.Errorf("%s: trailing garbage after value for option \"--%s\".\n", target, opt)
+		}
+		v, m := uint32(v64), uint32(m64)
 		if opt == "set-mark" {
 			m |= v
 		}

@@ -36,12 +36,14 @@ var errNATNeedProto = xt.Errorf("Need TCP, UDP, SCTP or DCCP with port specifica
 
 func errPort(s string) error { return xt.Errorf("Port `%s' not valid", s) }
 
-// parseNATPort parses the leading port of s: a number up to 65535 (any
-// base strtoul accepts) followed by the rest, or else the whole of s as a
+// parseNATPort parses the leading port of s: a number up to 65535 (as
+// strtoul reads it) followed by the rest, or else the whole of s as a
 // service name when whole is set.
 func parseNATPort(s string, whole bool) (port uint16, rest string, err error) {
 	v, r, ok := xt.ParseUintPrefix(s)
-	if ok && v <= 65535 && !strings.HasPrefix(s, " ") && !strings.HasPrefix(s, "+") {
+	// strtoul: leading blanks and a '+' are fine (measured: "--to-ports
+	// +1", "1.1.1.1: 1", "1-+5" are port 1 and 1-5)
+	if ok && v <= 65535 {
 		return uint16(v), r, nil
 	}
 	if whole {
@@ -75,8 +77,10 @@ func parseNATPorts(s string, r *NATRange, keepBase bool, colonErr string) error 
 		switch {
 		case rest == "":
 		case rest[0] == '/':
-			b, tail, err := parseNATPort(rest[1:], true)
-			if err != nil || tail != "" || b == 0 {
+			// the base is read up to its first non-digit (measured:
+			// "1000-2000/65535/24" and "42-1234/567+" pass this point)
+			b, _, err := parseNATPort(rest[1:], true)
+			if err != nil || b == 0 {
 				return errPort(rest[1:])
 			}
 			r.HasBase = true

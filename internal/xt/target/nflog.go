@@ -29,7 +29,9 @@ type NFLOG struct {
 	HasSize   bool
 	Threshold uint16
 	warnings  []string
-	opts      tracker
+	// rangeGiven: --nflog-range was given (warned about in Final).
+	rangeGiven bool
+	opts       tracker
 }
 
 var (
@@ -60,7 +62,7 @@ func (n *NFLOG) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _
 		if _, err := parseRange("NFLOG", opt, arg, 0, 0xffffffff); err != nil {
 			return err
 		}
-		n.warnings = append(n.warnings, nflogRangeWarning)
+		n.rangeGiven = true
 	case "nflog-size":
 		v, err := parseRange("NFLOG", opt, arg, 0, 0xffffffff)
 		if err != nil {
@@ -77,8 +79,16 @@ func (n *NFLOG) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _
 	return nil
 }
 
-// Final checks that --nflog-range and --nflog-size were not combined.
-func (n *NFLOG) Final(*xt.ParseContext) error { return n.opts.final() }
+// Final warns about --nflog-range (iptables does it in its final check,
+// so a repeated --nflog-range fails without the warning) and checks that
+// --nflog-range and --nflog-size were not combined (after the warning,
+// measured).
+func (n *NFLOG) Final(*xt.ParseContext) error {
+	if n.rangeGiven && len(n.warnings) == 0 {
+		n.warnings = append(n.warnings, nflogRangeWarning)
+	}
+	return n.opts.final()
+}
 
 func (n *NFLOG) print(b *strings.Builder, dash string) {
 	if n.Prefix != "" {

@@ -38,32 +38,48 @@ func errBalance(near string) error {
 	return xt.Errorf("NFQUEUE: bad value for option \"--queue-balance\" near \"%s\", or out of range (0-65535).\n", near)
 }
 
-// parseBalance parses "A:B" (":B" = 0:B, "A:" = A:65535), A < B.
+// parseBalance parses "A:B" (":B" = 0:B, "A:" = A:65535), A < B, as
+// libxtables' range type reads it: components left to right, each a
+// strtoul number ("bad value ... near" the rest of the string when there
+// is none, "unexpected characters" when it is not followed by ':' or the
+// end), at most two, and NFQUEUE wants exactly two
+// ("Bad range" for "5" or "").
 func parseBalance(s string) (first, last uint32, err error) {
-	if strings.Count(s, ":") > 1 {
-		return 0, 0, xt.Errorf("NFQUEUE: Too many components for option \"--queue-balance\" (max: 2)\n")
+	var vals [2]uint64
+	n := 0
+	for rest := s; ; {
+		if n == 2 {
+			return 0, 0, xt.Errorf("NFQUEUE: Too many components for option \"--queue-balance\" (max: 2)\n")
+		}
+		if rest == "" || rest[0] == ':' {
+			vals[n] = 0
+			if n == 1 {
+				vals[n] = 65535
+			}
+		} else {
+			v, tail, ok := xt.ParseUintPrefix(rest)
+			if !ok || v > 65535 {
+				return 0, 0, errBalance(rest)
+			}
+			if tail != "" && tail[0] != ':' {
+				return 0, 0, xt.Errorf("NFQUEUE: Argument to \"--queue-balance\" has unexpected characters near \"%s\".\n", tail)
+			}
+			vals[n] = v
+			rest = tail
+		}
+		n++
+		if rest == "" {
+			break
+		}
+		rest = rest[1:]
 	}
-	lo, hi, ok := strings.Cut(s, ":")
-	if !ok {
+	if n != 2 {
 		return 0, 0, xt.Errorf("Bad range \"%s\"", s)
 	}
-	a, b := uint64(0), uint64(65535)
-	if lo != "" {
-		var okA bool
-		if a, okA = xt.ParseUint(lo, 0, 65535); !okA {
-			return 0, 0, errBalance(s)
-		}
+	if vals[0] >= vals[1] {
+		return 0, 0, xt.Errorf("%d should be less than %d", vals[0], vals[1])
 	}
-	if hi != "" {
-		var okB bool
-		if b, okB = xt.ParseUint(hi, 0, 65535); !okB {
-			return 0, 0, errBalance(hi)
-		}
-	}
-	if a >= b {
-		return 0, 0, xt.Errorf("%d should be less than %d", a, b)
-	}
-	return uint32(a), uint32(b), nil
+	return uint32(vals[0]), uint32(vals[1]), nil
 }
 
 // Parse reads one NFQUEUE option.

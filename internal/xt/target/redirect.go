@@ -43,14 +43,21 @@ func (r *Redirect) Parse(ctx *xt.ParseContext, opt string, invert bool, arg stri
 	if err := parseToPorts(ctx, arg, &r.Ports); err != nil {
 		return err
 	}
+	return nil
+}
+
+// Final refuses a shifted port map ("A-B/base"), which iptables does in
+// its final check: errors of later options and of the matches come first
+// (measured).
+func (r *Redirect) Final(*xt.ParseContext) error {
+	if err := r.opts.final(); err != nil {
+		return err
+	}
 	if r.Ports.HasBase {
 		return xt.Errorf("Shifted portmap ranges not supported with this kernel")
 	}
 	return nil
 }
-
-// Final has no combination to check.
-func (r *Redirect) Final(*xt.ParseContext) error { return r.opts.final() }
 
 // Save prints [--to-ports P[-P]] [--random].
 func (r *Redirect) Save(b *strings.Builder) {

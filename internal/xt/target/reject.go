@@ -85,8 +85,12 @@ func (r *Reject) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, 
 	if err := r.opts.mark(opt, invert); err != nil {
 		return err
 	}
+	// strncasecmp over the length of the word: any prefix of a name or
+	// alias picks the first entry it starts (measured: "ic" and "" are
+	// icmp-net-unreachable, "tcp" is tcp-reset)
+	prefix := func(name string) bool { return len(arg) <= len(name) && strings.EqualFold(name[:len(arg)], arg) }
 	for _, n := range rejectNames {
-		if strings.EqualFold(arg, n.name) || strings.EqualFold(arg, n.alias) {
+		if prefix(n.name) || prefix(n.alias) {
 			r.With = n.typ
 			return nil
 		}
