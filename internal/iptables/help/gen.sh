@@ -24,6 +24,6 @@ for m in addrtype comment connlimit connmark conntrack cpu devgroup dscp hashlim
 	rest "m-$m.txt" -m "$m"
 done
 for t in CONNMARK CT DNAT DSCP LOG MARK MASQUERADE NFLOG NFQUEUE NOTRACK REDIRECT REJECT SNAT TCPMSS TOS \
-	TRACE TTL; do
+	TRACE TTL SET; do
 	rest "t-$t.txt" -j "$t"
 done
