@@ -123,6 +123,15 @@ func TestSaveRestore(t *testing.T) {
 	if rc, _, _ := c.run(good, "restore", "--ruleset", c.file, "--test"); rc != 0 {
 		t.Errorf("--test rc %d", rc)
 	}
+	// As iptables-restore --test: commit-time checks (a jump to a missing
+	// chain) do not run, and warnings of an accepted file are printed.
+	if rc, _, errs := c.run("*filter\n-A INPUT -j nochain\nCOMMIT\n", "restore", "--ruleset", c.file, "--test"); rc != 0 || errs != "" {
+		t.Errorf("--test with a missing chain: rc %d %q", rc, errs)
+	}
+	if rc, _, errs := c.run("*filter\n-A INPUT -j NFLOG --nflog-range 100\nCOMMIT\n", "restore", "--ruleset", c.file, "--test"); rc != 0 ||
+		errs != "warn: --nflog-range has never worked and is no longer supported, please use --nflog-size instead\n" {
+		t.Errorf("--test warning: rc %d %q", rc, errs)
+	}
 	after, _ := os.ReadFile(c.file)
 	if !bytes.Equal(before, after) {
 		t.Error("failed or --test restore changed the file")

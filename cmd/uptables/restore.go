@@ -53,7 +53,8 @@ func runRestore(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables restore: "+err.Error())
 		return 1
 	}
-	n, err := iptables.Restore(rs, f.reg, e.stdin, iptables.RestoreOptions{NoFlush: *noflush, Counters: *counters})
+	warn := func(msg string) { fmt.Fprintln(e.stderr, msg) } // as iptables-restore prints them
+	n, err := iptables.Restore(rs, f.reg, e.stdin, iptables.RestoreOptions{NoFlush: *noflush, Counters: *counters, Test: *test, Warn: warn})
 	if err != nil {
 		return report(e, "iptables-restore", err)
 	}
