@@ -1,8 +1,11 @@
 // Package conntrack is connection tracking with the Linux kernel's semantics
 // (nf_conntrack, 6.x): tuples in both directions, per-packet ctinfo
 // (INVALID/NEW/ESTABLISHED/RELATED/UNTRACKED), the TCP state machine with
-// window tracking and loose pickup, UDP and ICMP trackers, ASSURED, a bounded
-// table with the kernel's early drop, marks and NAT bindings.
+// window tracking and loose pickup, UDP and ICMP trackers, the SCTP tracker
+// (chunk checks, CRC32c, verification tags, association states) and the
+// GRE tracker (PPTP call ids), the generic tracker for the rest (DCCP
+// included, as in 6.16+ kernels), ASSURED, a bounded table with the
+// kernel's early drop, marks and NAT bindings.
 //
 // Time is data: every call takes the packet's timestamp (ns). There are no
 // timers and no goroutines: an entry expires lazily when a lookup meets it,
