@@ -173,7 +173,13 @@ func gcCanEarlyDrop(c *Conn, st Status) bool {
 	if st&StatusAssured == 0 {
 		return true
 	}
-	return c.Proto() == ProtoTCP && tcpCanEarlyDrop(c.TCPState())
+	switch c.Proto() {
+	case ProtoTCP:
+		return tcpCanEarlyDrop(c.TCPState())
+	case ProtoSCTP:
+		return sctpCanEarlyDrop(c.SCTPState())
+	}
+	return false
 }
 
 // sweep kills every confirmed entry for which pick returns true.

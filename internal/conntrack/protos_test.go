@@ -225,3 +225,53 @@ func TestZeroAllocSCTPGRE(t *testing.T) {
 		t.Errorf("new sctp association: %v allocs", a)
 	}
 }
+
+// TestSCTPEarlyDropUnderPressure: when the table is above 95% full the
+// reaper may take ASSURED associations only while they shut down (the
+// kernel's sctp_can_early_drop); established ones stay.
+func TestSCTPEarlyDropUnderPressure(t *testing.T) {
+	tb := newTable(t, func(c *Config) { c.Max = 8; c.Buckets = 8 })
+	const a, b = 0x11111111, 0x22222222
+	open := func(sport uint16, shut bool) {
+		pk := func(side string, vtag uint32, chunks string) []byte {
+			p := sctpPkt(side, vtag, chunks)
+			if side == "c" {
+				binary.BigEndian.PutUint16(p[20:], sport)
+			} else {
+				binary.BigEndian.PutUint16(p[22:], sport)
+			}
+			// OUTPUT: the CRC (now stale) is not checked.
+			return p
+		}
+		seq := []struct {
+			side, chunks string
+			vtag         uint32
+		}{{"c", "init=0x11111111", 0}, {"s", "initack=0x22222222", a}, {"c", "cookie", b}, {"s", "cookieack", a}}
+		if shut {
+			seq = append(seq, struct {
+				side, chunks string
+				vtag         uint32
+			}{"c", "shutdown@8", b})
+		}
+		for _, s := range seq {
+			r := tb.In(decode(t, pk(s.side, s.vtag, s.chunks), t0), packet.LocalOut)
+			if r.Conn == nil {
+				t.Fatalf("port %d %s: %v", sport, s.chunks, r.Reason)
+			}
+			tb.Confirm(&r)
+			tb.Release(&r)
+		}
+	}
+	for i := range 8 {
+		open(uint16(1000+i), i%2 == 1)
+	}
+	if n := tb.GC(t0, 1000); n != 4 {
+		t.Fatalf("GC under pressure removed %d, want the 4 shutting down", n)
+	}
+	tb.Range(t0, func(e *Entry) bool {
+		if e.SCTPState != SCTPEstablished {
+			t.Errorf("left %s", e.Orig)
+		}
+		return true
+	})
+}
