@@ -10,7 +10,8 @@ import (
 type Entry struct {
 	Orig, Reply Tuple
 	Status      Status
-	TCPState    TCPState // TCPNone for non-TCP
+	TCPState    TCPState  // TCPNone for non-TCP
+	SCTPState   SCTPState // SCTPNone for non-SCTP
 	Mark        uint32
 	Expires     int64 // packet-clock ns
 	Created     int64
@@ -21,6 +22,7 @@ func (c *Conn) snapshot(e *Entry) {
 	e.Orig, e.Reply = c.node[0].t, c.node[1].t
 	e.Status = c.Status()
 	e.TCPState = c.TCPState()
+	e.SCTPState = c.SCTPState()
 	e.Mark = c.Mark()
 	e.Expires = c.expires.Load()
 	e.Created = c.created
@@ -171,7 +173,13 @@ func gcCanEarlyDrop(c *Conn, st Status) bool {
 	if st&StatusAssured == 0 {
 		return true
 	}
-	return c.Proto() == ProtoTCP && tcpCanEarlyDrop(c.TCPState())
+	switch c.Proto() {
+	case ProtoTCP:
+		return tcpCanEarlyDrop(c.TCPState())
+	case ProtoSCTP:
+		return sctpCanEarlyDrop(c.SCTPState())
+	}
+	return false
 }
 
 // sweep kills every confirmed entry for which pick returns true.

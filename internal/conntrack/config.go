@@ -26,6 +26,17 @@ type Timeouts struct {
 	ICMP           time.Duration // nf_conntrack_icmp_timeout, 30 s
 	ICMPv6         time.Duration // nf_conntrack_icmpv6_timeout, 30 s
 	Generic        time.Duration // nf_conntrack_generic_timeout, 600 s
+
+	SCTPClosed          time.Duration // nf_conntrack_sctp_timeout_closed, 10 s
+	SCTPCookieWait      time.Duration // nf_conntrack_sctp_timeout_cookie_wait, 3 s
+	SCTPCookieEchoed    time.Duration // nf_conntrack_sctp_timeout_cookie_echoed, 3 s
+	SCTPEstablished     time.Duration // nf_conntrack_sctp_timeout_established, 210 s
+	SCTPShutdownSent    time.Duration // nf_conntrack_sctp_timeout_shutdown_sent, 3 s
+	SCTPShutdownRecd    time.Duration // nf_conntrack_sctp_timeout_shutdown_recd, 3 s
+	SCTPShutdownAckSent time.Duration // nf_conntrack_sctp_timeout_shutdown_ack_sent, 3 s
+	SCTPHeartbeatSent   time.Duration // nf_conntrack_sctp_timeout_heartbeat_sent, 30 s
+	GRE                 time.Duration // nf_conntrack_gre_timeout, 30 s (no reply seen)
+	GREStream           time.Duration // nf_conntrack_gre_timeout_stream, 180 s
 }
 
 // DefaultTimeouts are the kernel defaults, as read from /proc/sys/net/netfilter
@@ -47,6 +58,17 @@ func DefaultTimeouts() Timeouts {
 		ICMP:           30 * time.Second,
 		ICMPv6:         30 * time.Second,
 		Generic:        600 * time.Second,
+
+		SCTPClosed:          10 * time.Second,
+		SCTPCookieWait:      3 * time.Second,
+		SCTPCookieEchoed:    3 * time.Second,
+		SCTPEstablished:     210 * time.Second,
+		SCTPShutdownSent:    3 * time.Second,
+		SCTPShutdownRecd:    3 * time.Second,
+		SCTPShutdownAckSent: 3 * time.Second,
+		SCTPHeartbeatSent:   30 * time.Second,
+		GRE:                 30 * time.Second,
+		GREStream:           180 * time.Second,
 	}
 }
 
@@ -151,6 +173,10 @@ func (c *Config) fill() {
 		{&t.TCPTimeWait, d.TCPTimeWait}, {&t.TCPClose, d.TCPClose}, {&t.TCPMaxRetrans, d.TCPMaxRetrans},
 		{&t.TCPUnack, d.TCPUnack}, {&t.UDP, d.UDP}, {&t.UDPStream, d.UDPStream}, {&t.ICMP, d.ICMP},
 		{&t.ICMPv6, d.ICMPv6}, {&t.Generic, d.Generic},
+		{&t.SCTPClosed, d.SCTPClosed}, {&t.SCTPCookieWait, d.SCTPCookieWait}, {&t.SCTPCookieEchoed, d.SCTPCookieEchoed},
+		{&t.SCTPEstablished, d.SCTPEstablished}, {&t.SCTPShutdownSent, d.SCTPShutdownSent}, {&t.SCTPShutdownRecd, d.SCTPShutdownRecd},
+		{&t.SCTPShutdownAckSent, d.SCTPShutdownAckSent}, {&t.SCTPHeartbeatSent, d.SCTPHeartbeatSent},
+		{&t.GRE, d.GRE}, {&t.GREStream, d.GREStream},
 	} {
 		if *p.v == 0 {
 			*p.v = p.d
@@ -167,7 +193,9 @@ func (c *Config) validate() error {
 	}
 	t := c.Timeouts
 	for _, d := range []time.Duration{t.TCPSynSent, t.TCPSynRecv, t.TCPEstablished, t.TCPFinWait, t.TCPCloseWait,
-		t.TCPLastAck, t.TCPTimeWait, t.TCPClose, t.TCPMaxRetrans, t.TCPUnack, t.UDP, t.UDPStream, t.ICMP, t.ICMPv6, t.Generic} {
+		t.TCPLastAck, t.TCPTimeWait, t.TCPClose, t.TCPMaxRetrans, t.TCPUnack, t.UDP, t.UDPStream, t.ICMP, t.ICMPv6, t.Generic,
+		t.SCTPClosed, t.SCTPCookieWait, t.SCTPCookieEchoed, t.SCTPEstablished, t.SCTPShutdownSent, t.SCTPShutdownRecd,
+		t.SCTPShutdownAckSent, t.SCTPHeartbeatSent, t.GRE, t.GREStream} {
 		if d < 0 {
 			return fmt.Errorf("conntrack: negative timeout %v", d)
 		}

@@ -22,9 +22,13 @@ func (e *Entry) AppendConntrackL(b []byte, now int64) []byte {
 	b = append(b, ' ')
 	left := max(e.Expires-now, 0)
 	b = strconv.AppendInt(b, left/int64(time.Second), 10)
-	if e.Orig.Proto == ProtoTCP {
+	switch e.Orig.Proto {
+	case ProtoTCP:
 		b = append(b, ' ')
 		b = append(b, e.TCPState.String()...)
+	case ProtoSCTP:
+		b = append(b, ' ')
+		b = append(b, e.SCTPState.String()...)
 	}
 	b = appendTuple(b, &e.Orig)
 	if e.Status&StatusSeenReply == 0 {
@@ -55,11 +59,16 @@ func appendTuple(b []byte, t *Tuple) []byte {
 	b = append(b, " dst="...)
 	b = t.Dst.AppendTo(b)
 	switch {
-	case hasPorts(t.Proto):
+	case printsPorts(t.Proto):
 		b = append(b, " sport="...)
 		b = strconv.AppendUint(b, uint64(t.SrcID), 10)
 		b = append(b, " dport="...)
 		b = strconv.AppendUint(b, uint64(t.DstID), 10)
+	case t.Proto == ProtoGRE:
+		b = append(b, " srckey=0x"...)
+		b = strconv.AppendUint(b, uint64(t.SrcID), 16)
+		b = append(b, " dstkey=0x"...)
+		b = strconv.AppendUint(b, uint64(t.DstID), 16)
 	case isICMP(t.Proto):
 		b = append(b, " type="...)
 		b = strconv.AppendUint(b, uint64(t.ICMPType()), 10)

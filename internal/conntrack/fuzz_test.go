@@ -20,6 +20,11 @@ func FuzzIn(f *testing.F) {
 		packettest.ICMPError(packettest.ICMPErrorOpts{Src: "2001:db8::2", Type: 1, Original: packettest.UDP(packettest.UDPOpts{Src: "2001:db8::1", Dst: "2001:db8::2", SrcPort: 1, DstPort: 2})}),
 		packettest.EchoRequest("2001:db8::1", "2001:db8::2", 1, 1, 4),
 		packettest.Raw(packettest.RawOpts{Src: cli, Dst: srv, Proto: 47, Payload: []byte{1, 2, 3, 4}}),
+		packettest.Raw(packettest.RawOpts{Src: cli, Dst: srv, Proto: 47, Payload: []byte{0x30, 1, 0x88, 0x0b, 0, 0, 0xab, 0xcd}}),
+		sctpPkt("c", 0, "init=0x11111111"),
+		sctpPkt("s", 0x11111111, "initack=0x22222222"),
+		sctpPkt("c", 0x22222222, "cookie+data@16+hb@8"),
+		sctpPkt("s", 0x99, "hback@8+abort.T+shutcomp"),
 	} {
 		f.Add(b, b)
 	}

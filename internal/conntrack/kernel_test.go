@@ -2,7 +2,10 @@ package conntrack
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
 	"os"
 	"slices"
 	"strconv"
@@ -42,8 +45,8 @@ func parseKV(words []string) map[string]string {
 	return kv
 }
 
-func readScenarios(t *testing.T) []*oracleScenario {
-	f, err := os.Open("testdata/kernel/scenarios.txt")
+func readScenarios(t *testing.T, path string) []*oracleScenario {
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +82,8 @@ type observedPkt struct {
 	ct    []string
 }
 
-func readObserved(t *testing.T) map[string][]observedPkt {
-	f, err := os.Open("testdata/kernel/observed.txt")
+func readObserved(t *testing.T, path string) map[string][]observedPkt {
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +171,36 @@ func buildOracle(side string, w []string, sent [][]byte) []byte {
 		kv := parseKV(w[1:])
 		return packettest.ICMP(packettest.ICMPOpts{Src: src, Dst: dst, Type: uint8(num(kv, "type", 8)), Code: uint8(num(kv, "code", 0)),
 			ID: uint16(num(kv, "id", 7)), Seq: uint16(num(kv, "seq", 1)), Payload: []byte("pppppppp"), IP: ipo})
+	case "sctp":
+		kv := parseKV(w[1:])
+		sp, dp := num(kv, "sport", 40000), num(kv, "dport", 80)
+		if side == "s" {
+			sp, dp = num(kv, "sport", 80), num(kv, "dport", 40000)
+		}
+		vtag, _ := strconv.ParseUint(kv["vtag"], 0, 32)
+		l4 := binary.BigEndian.AppendUint16(nil, uint16(sp))
+		l4 = binary.BigEndian.AppendUint16(l4, uint16(dp))
+		l4 = binary.BigEndian.AppendUint32(l4, uint32(vtag))
+		l4 = append(l4, 0, 0, 0, 0)
+		l4 = append(l4, sctpChunkBytes(kv["chunks"])...)
+		crc := crc32.Checksum(l4, crc32.MakeTable(crc32.Castagnoli))
+		if _, ok := kv["badsum"]; ok {
+			crc ^= 0x5555
+		}
+		binary.LittleEndian.PutUint32(l4[8:], crc)
+		return packettest.Raw(packettest.RawOpts{Src: src, Dst: dst, Proto: 132, Payload: l4, IP: ipo})
+	case "raw":
+		kv := parseKV(w[1:])
+		l4, err := hex.DecodeString(kv["hex"])
+		if err != nil {
+			panic(err)
+		}
+		return packettest.Raw(packettest.RawOpts{Src: src, Dst: dst, Proto: uint8(num(kv, "proto", 0)), Payload: l4, IP: ipo})
+	case "fill":
+		kv := parseKV(w[1:])
+		bv, _ := strconv.ParseUint(kv["byte"], 0, 8)
+		l4 := bytes.Repeat([]byte{byte(bv)}, num(kv, "n", 0))
+		return packettest.Raw(packettest.RawOpts{Src: src, Dst: dst, Proto: uint8(num(kv, "proto", 0)), Payload: l4, IP: ipo})
 	case "icmperr":
 		kv := parseKV(w[1:])
 		q := sent[num(kv, "quote", 1)-1]
@@ -178,9 +211,65 @@ func buildOracle(side string, w []string, sent [][]byte) []byte {
 			dst = v
 		}
 		return packettest.ICMP(packettest.ICMPOpts{Src: src, Dst: dst, Type: uint8(num(kv, "type", 3)), Code: uint8(num(kv, "code", 3)),
-			Payload: q[:28], IP: ipo})
+			Payload: q[:min(28, len(q))], IP: ipo})
 	}
 	panic("unknown proto " + w[0])
+}
+
+// sctpChunkNames are oracle.py's SCTP_CHUNKS.
+var sctpChunkNames = map[string]uint8{"data": 0, "init": 1, "initack": 2, "sack": 3, "hb": 4, "hback": 5, "abort": 6,
+	"shutdown": 7, "shutack": 8, "error": 9, "cookie": 10, "cookieack": 11, "shutcomp": 14}
+
+// sctpChunkBytes builds chunks as oracle.py's sctp_chunks does: items
+// joined by '+', NAME[=TAG][.T][@LEN] or tNUM.
+func sctpChunkBytes(spec string) []byte {
+	var out []byte
+	for _, it := range strings.Split(spec, "+") {
+		if it == "" {
+			continue
+		}
+		ln := -1
+		if i := strings.IndexByte(it, '@'); i >= 0 {
+			v, err := strconv.ParseInt(it[i+1:], 0, 32)
+			if err != nil {
+				panic(err)
+			}
+			it, ln = it[:i], int(v)
+		}
+		var flags uint8
+		if strings.HasSuffix(it, ".T") {
+			it, flags = strings.TrimSuffix(it, ".T"), 1
+		}
+		name, tag, _ := strings.Cut(it, "=")
+		var typ uint8
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, "t")); strings.HasPrefix(name, "t") && err == nil {
+			typ = uint8(n)
+		} else if v, ok := sctpChunkNames[name]; ok {
+			typ = v
+		} else {
+			panic("unknown chunk " + name)
+		}
+		var body []byte
+		if typ == 1 || typ == 2 {
+			if tag == "" {
+				tag = "0"
+			}
+			tv, _ := strconv.ParseUint(tag, 0, 32)
+			body = binary.BigEndian.AppendUint32(body, uint32(tv))
+			body = binary.BigEndian.AppendUint32(body, 65535)
+			body = binary.BigEndian.AppendUint16(body, 10)
+			body = binary.BigEndian.AppendUint16(body, 10)
+			body = binary.BigEndian.AppendUint32(body, 1)
+		}
+		if ln < 0 {
+			ln = 4 + len(body)
+		} else {
+			body = make([]byte, max(0, (ln+3)&^3-4))
+		}
+		out = append(out, typ, flags, byte(ln>>8), byte(ln))
+		out = append(out, body...)
+	}
+	return out
 }
 
 // badsum spoils the L4 checksum at off as oracle.py does (XOR 0x5555).
@@ -224,64 +313,79 @@ func sameCtLine(a, b string) bool {
 	return true
 }
 
+// oracleFiles pairs each scenario file with the kernel's observations.
+var oracleFiles = [][2]string{
+	{"scenarios.txt", "observed.txt"},
+	{"scenarios-sctp.txt", "observed-sctp.txt"},
+	{"scenarios-sctp-matrix.txt", "observed-sctp-matrix.txt"},
+	{"scenarios-gre-dccp.txt", "observed-gre-dccp.txt"},
+}
+
 func TestKernelOracle(t *testing.T) {
-	obs := readObserved(t)
-	for _, sc := range readScenarios(t) {
-		t.Run(sc.name, func(t *testing.T) {
-			want, ok := obs[sc.name]
-			if !ok {
-				t.Fatalf("scenario %s not in observed.txt (rerun oracle.py)", sc.name)
-			}
-			cfg := Config{Max: 1024, HashKey: [2]uint64{1, 2}}
-			cfg.NoTCPLoose = sc.kv["loose"] == "0"
-			cfg.TCPBeLiberal = sc.kv["liberal"] == "1"
-			tb, err := NewTable(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-			var sent [][]byte
-			for _, st := range sc.steps {
-				switch st.kind {
-				case "sleep":
-					now += int64(st.sleep)
-					continue
-				case "flush":
-					tb.Flush()
-					continue
-				}
-				b := buildOracle(st.side, st.words, sent)
-				sent = append(sent, b)
-				i := len(sent) - 1
-				var p packet.Packet
-				if s := p.Decode(b); s != packet.OK {
-					t.Fatalf("pkt %d: decode status %v", i+1, s)
-				}
-				p.TimeNS = now
-				r := tb.In(&p, packet.PreRouting)
-				got := r.Info.String()
-				if r.Verdict == Drop {
-					got = "DROP"
-				}
-				tb.Confirm(&r)
-				tb.Release(&r)
-				now += int64(50 * time.Millisecond)
-				if i >= len(want) {
-					t.Fatalf("pkt %d: no kernel observation", i+1)
-				}
-				if got != want[i].state {
-					t.Errorf("pkt %d (%s %s): state %s (reason %v), kernel %s", i+1, st.side, strings.Join(st.words, " "), got, r.Reason, want[i].state)
-				}
-				have := listing(tb, now)
-				match := len(have) == len(want[i].ct)
-				for j := 0; match && j < len(have); j++ {
-					match = sameCtLine(have[j], want[i].ct[j])
-				}
-				if !match {
-					t.Errorf("pkt %d (%s %s): listing\n%s\nkernel\n%s", i+1, st.side, strings.Join(st.words, " "),
-						strings.Join(have, "\n"), strings.Join(want[i].ct, "\n"))
-				}
-			}
-		})
+	for _, f := range oracleFiles {
+		obs := readObserved(t, "testdata/kernel/"+f[1])
+		for _, sc := range readScenarios(t, "testdata/kernel/"+f[0]) {
+			t.Run(sc.name, func(t *testing.T) { replayOracle(t, sc, obs) })
+		}
+	}
+}
+
+func replayOracle(t *testing.T, sc *oracleScenario, obs map[string][]observedPkt) {
+	want, ok := obs[sc.name]
+	if !ok {
+		t.Fatalf("scenario %s not in observed.txt (rerun oracle.py)", sc.name)
+	}
+	cfg := Config{Max: 1024, HashKey: [2]uint64{1, 2}}
+	cfg.NoTCPLoose = sc.kv["loose"] == "0"
+	cfg.TCPBeLiberal = sc.kv["liberal"] == "1"
+	cfg.NoChecksum = sc.kv["csum"] == "0"
+	tb, err := NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	var sent [][]byte
+	for _, st := range sc.steps {
+		switch st.kind {
+		case "sleep":
+			now += int64(st.sleep)
+			continue
+		case "flush":
+			tb.Flush()
+			continue
+		}
+		b := buildOracle(st.side, st.words, sent)
+		sent = append(sent, b)
+		i := len(sent) - 1
+		var p packet.Packet
+		// Truncated L4 headers are part of the scenarios: conntrack
+		// reads the L4 bytes itself.
+		if s := p.Decode(b); s == packet.BadL3 {
+			t.Fatalf("pkt %d: decode status %v", i+1, s)
+		}
+		p.TimeNS = now
+		r := tb.In(&p, packet.PreRouting)
+		got := r.Info.String()
+		if r.Verdict == Drop {
+			got = "DROP"
+		}
+		tb.Confirm(&r)
+		tb.Release(&r)
+		now += int64(50 * time.Millisecond)
+		if i >= len(want) {
+			t.Fatalf("pkt %d: no kernel observation", i+1)
+		}
+		if got != want[i].state {
+			t.Errorf("pkt %d (%s %s): state %s (reason %v), kernel %s", i+1, st.side, strings.Join(st.words, " "), got, r.Reason, want[i].state)
+		}
+		have := listing(tb, now)
+		match := len(have) == len(want[i].ct)
+		for j := 0; match && j < len(have); j++ {
+			match = sameCtLine(have[j], want[i].ct[j])
+		}
+		if !match {
+			t.Errorf("pkt %d (%s %s): listing\n%s\nkernel\n%s", i+1, st.side, strings.Join(st.words, " "),
+				strings.Join(have, "\n"), strings.Join(want[i].ct, "\n"))
+		}
 	}
 }

@@ -56,6 +56,20 @@ func (t *Table) parse(p *packet.Packet, hook packet.Hook, zone uint16, k *pkt) R
 		}
 		k.tuple.SrcID = binary.BigEndian.Uint16(k.l4)
 		k.tuple.DstID = binary.BigEndian.Uint16(k.l4[2:])
+	case p.Proto == ProtoSCTP:
+		// nf_ct_get_tuple_ports: only the ports are needed to find the
+		// connection; the SCTP tracker checks the rest of the header.
+		if len(k.l4) < 4 {
+			return ReasonTruncated
+		}
+		k.tuple.SrcID = binary.BigEndian.Uint16(k.l4)
+		k.tuple.DstID = binary.BigEndian.Uint16(k.l4[2:])
+	case p.Proto == ProtoGRE:
+		src, dst, ok := greKeys(k.l4)
+		if !ok {
+			return ReasonGREVersion
+		}
+		k.tuple.SrcID, k.tuple.DstID = src, dst
 	case isICMP(p.Proto):
 		if len(k.l4) < 8 {
 			return ReasonTruncated
@@ -309,6 +323,18 @@ func innerTuple(k *pkt, zone uint16) (Tuple, bool) {
 		}
 		tu.SrcID = binary.BigEndian.Uint16(l4)
 		tu.DstID = binary.BigEndian.Uint16(l4[2:])
+	case tu.Proto == ProtoSCTP:
+		if len(l4) < 4 {
+			return Tuple{}, false
+		}
+		tu.SrcID = binary.BigEndian.Uint16(l4)
+		tu.DstID = binary.BigEndian.Uint16(l4[2:])
+	case tu.Proto == ProtoGRE:
+		src, dst, ok := greKeys(l4)
+		if !ok {
+			return Tuple{}, false
+		}
+		tu.SrcID, tu.DstID = src, dst
 	case isICMP(tu.Proto):
 		if len(l4) < 8 || (tu.Proto == ProtoICMPv6) != k.v6 {
 			return Tuple{}, false

@@ -1,8 +1,11 @@
 // Package conntrack is connection tracking with the Linux kernel's semantics
 // (nf_conntrack, 6.x): tuples in both directions, per-packet ctinfo
 // (INVALID/NEW/ESTABLISHED/RELATED/UNTRACKED), the TCP state machine with
-// window tracking and loose pickup, UDP and ICMP trackers, ASSURED, a bounded
-// table with the kernel's early drop, marks and NAT bindings.
+// window tracking and loose pickup, UDP and ICMP trackers, the SCTP tracker
+// (chunk checks, CRC32c, verification tags, association states) and the
+// GRE tracker (PPTP call ids), the generic tracker for the rest (DCCP
+// included, as in 6.16+ kernels), ASSURED, a bounded table with the
+// kernel's early drop, marks and NAT bindings.
 //
 // Time is data: every call takes the packet's timestamp (ns). There are no
 // timers and no goroutines: an entry expires lazily when a lookup meets it,
@@ -39,10 +42,13 @@ func (d Dir) String() string {
 }
 
 // Tuple identifies one direction of a connection (kernel nf_conntrack_tuple
-// plus the zone). For TCP, UDP and UDP-Lite the ids are ports; for ICMP and
-// ICMPv6 SrcID is the echo/timestamp/info identifier and DstID holds the
-// type in the high byte and the code in the low byte; for other protocols
-// both ids are 0 (the kernel's generic tracker).
+// plus the zone). For TCP, UDP, UDP-Lite and SCTP the ids are ports; for
+// GRE they are the source and destination keys (PPTP call ids: without the
+// PPTP helper the source key is always 0, see gre.go); for ICMP and ICMPv6
+// SrcID is the echo/timestamp/info identifier and DstID holds the type in
+// the high byte and the code in the low byte; for other protocols (DCCP
+// included: this kernel has no DCCP tracker) both ids are 0 (the kernel's
+// generic tracker).
 type Tuple struct {
 	Src, Dst netip.Addr
 	SrcID    uint16
@@ -57,8 +63,22 @@ func (t Tuple) ICMPType() uint8 { return uint8(t.DstID >> 8) }
 // ICMPCode returns the ICMP code of an ICMP/ICMPv6 tuple.
 func (t Tuple) ICMPCode() uint8 { return uint8(t.DstID) }
 
-// HasPorts reports whether the tuple's ids are ports.
+// HasPorts reports whether the tuple's ids are ports that NAT may choose
+// and rewrite (TCP, UDP, UDP-Lite). SCTP tuples carry ports too, but the
+// engine cannot rewrite an SCTP header (its CRC32c), so SCTP is translated
+// by address only.
 func (t Tuple) HasPorts() bool { return hasPorts(t.Proto) }
+
+// swapsIDs reports whether Invert exchanges the two ids: ports, and GRE
+// keys (each side's key is the other side's).
+func swapsIDs(proto uint8) bool { return hasPorts(proto) || proto == ProtoSCTP || proto == ProtoGRE }
+
+// printsPorts reports whether conntrack-tools prints sport=/dport= for the
+// protocol (libnetfilter_conntrack does for TCP, UDP, UDP-Lite, SCTP and
+// DCCP, even when the kernel's generic tracker left them 0, as for DCCP).
+func printsPorts(proto uint8) bool {
+	return hasPorts(proto) || proto == ProtoSCTP || proto == ProtoDCCP
+}
 
 func hasPorts(proto uint8) bool {
 	return proto == ProtoTCP || proto == ProtoUDP || proto == ProtoUDPLite
@@ -71,7 +91,10 @@ const (
 	ProtoICMP    = 1
 	ProtoTCP     = 6
 	ProtoUDP     = 17
+	ProtoDCCP    = 33 // generic tracker (no DCCP tracker in this kernel)
+	ProtoGRE     = 47
 	ProtoICMPv6  = 58
+	ProtoSCTP    = 132
 	ProtoUDPLite = 136
 )
 
@@ -118,7 +141,7 @@ func icmpInverse(proto, typ uint8) (uint8, bool) {
 func (t Tuple) Invert() (Tuple, bool) {
 	r := Tuple{Src: t.Dst, Dst: t.Src, Proto: t.Proto, Zone: t.Zone}
 	switch {
-	case hasPorts(t.Proto):
+	case swapsIDs(t.Proto):
 		r.SrcID, r.DstID = t.DstID, t.SrcID
 	case isICMP(t.Proto):
 		inv, ok := icmpInverse(t.Proto, t.ICMPType())
@@ -133,8 +156,10 @@ func (t Tuple) Invert() (Tuple, bool) {
 
 func (t Tuple) String() string {
 	switch {
-	case hasPorts(t.Proto):
+	case printsPorts(t.Proto):
 		return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d zone=%d", protoName(t.Proto), t.Src, t.Dst, t.SrcID, t.DstID, t.Zone)
+	case t.Proto == ProtoGRE:
+		return fmt.Sprintf("%s src=%s dst=%s srckey=%#x dstkey=%#x zone=%d", protoName(t.Proto), t.Src, t.Dst, t.SrcID, t.DstID, t.Zone)
 	case isICMP(t.Proto):
 		return fmt.Sprintf("%s src=%s dst=%s type=%d code=%d id=%d zone=%d", protoName(t.Proto), t.Src, t.Dst, t.ICMPType(), t.ICMPCode(), t.SrcID, t.Zone)
 	}
@@ -253,9 +278,13 @@ const (
 	ReasonUDPZeroCsum         // IPv6 UDP without checksum
 	ReasonTableFull           // verdict Drop: table full and nothing to early-drop
 	ReasonClash               // verdict Drop: lost an insertion race at Confirm
+	ReasonSCTPChunks          // SCTP: no chunk, a zero-length chunk, or a chunk that must come first/alone does not
+	ReasonSCTPVtag            // SCTP: verification tag check failed (RFC 9260 8.5)
+	ReasonSCTPState           // SCTP: chunk invalid in this state or direction, or cannot start a connection
+	ReasonGREVersion          // GRE version 1 (PPTP) carrying another protocol than PPP
 )
 
-var reasonNames = [...]string{"", "truncated", "checksum", "tcp flags", "cannot create", "tcp state", "tcp window", "tcp invalid rst", "icmp type", "icmp error without connection", "icmp error outer destination", "udp zero checksum", "table full", "insert clash"}
+var reasonNames = [...]string{"", "truncated", "checksum", "tcp flags", "cannot create", "tcp state", "tcp window", "tcp invalid rst", "icmp type", "icmp error without connection", "icmp error outer destination", "udp zero checksum", "table full", "insert clash", "sctp chunks", "sctp vtag", "sctp state", "gre version 1 not ppp"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {

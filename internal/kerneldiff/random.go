@@ -47,7 +47,7 @@ type RandomSpec struct {
 	Conns   int      `json:"conns"`   // real TCP connections to rndTCPOpen
 	GapUS   int      `json:"gapus,omitempty"`
 	// Known adds the traffic uptables is known to disagree on (see
-	// knownDivergent): SCTP, GRE and DCCP junk, and malformed IP options,
+	// knownDivergent): malformed IP options,
 	// whose kernel parameter-problem reply is RELATED to the dropped
 	// packet's unconfirmed connection.
 	Known bool `json:"known,omitempty"`
@@ -844,10 +844,7 @@ func (g *rgen) udp() {
 // tracker (GRE, SCTP, DCCP, UDP-Lite) and unassigned ones, with junk.
 func (g *rgen) otherProto() {
 	src := g.client()
-	protos := []uint8{253, 254, 136, 41, 50, 2, 0}
-	if g.known {
-		protos = append(protos, 47, 132, 33)
-	}
+	protos := []uint8{253, 254, 136, 41, 50, 2, 0, 47, 132, 33}
 	proto := pickOf(g, protos)
 	g.emit(ipHdr{src: src, dst: g.srv, proto: proto, id: g.nextID()}.build(fill(g.pick(48), byte(g.pick(256)))))
 }

@@ -176,7 +176,67 @@ def build(side, words, sent):
         m = m[:2] + struct.pack("!H", csum(m)) + m[4:]
         osrc, odst = kv.get("src", src), kv.get("odst", dst)
         return ip(osrc, odst, 1, m, len(sent) + 1), odst
+    if proto == "sctp":
+        kv = parse_kv(words[1:])
+        sp, dp = ports(side, kv, 40000, 80)
+        d = struct.pack("!HHII", sp, dp, int(kv.get("vtag", "0"), 0), 0) + sctp_chunks(kv.get("chunks", ""))
+        c = crc32c(d) ^ (0x5555 if "badsum" in kv else 0)
+        d = d[:8] + struct.pack("<I", c) + d[12:]
+        return ip(src, dst, 132, d, len(sent) + 1), dst
+    if proto == "raw":
+        kv = parse_kv(words[1:])
+        return ip(src, dst, int(kv["proto"]), bytes.fromhex(kv.get("hex", "")), len(sent) + 1), dst
+    if proto == "fill":
+        kv = parse_kv(words[1:])
+        return ip(src, dst, int(kv["proto"]), bytes([int(kv["byte"], 0)]) * int(kv["n"]), len(sent) + 1), dst
     raise ValueError(proto)
+
+
+# SCTP chunk names (RFC 9260 chunk types).
+SCTP_CHUNKS = {"data": 0, "init": 1, "initack": 2, "sack": 3, "hb": 4, "hback": 5, "abort": 6,
+               "shutdown": 7, "shutack": 8, "error": 9, "cookie": 10, "cookieack": 11,
+               "shutcomp": 14}
+
+
+def crc32c(b):
+    crc = 0xFFFFFFFF
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def sctp_chunks(spec):
+    """Chunks joined by '+': NAME[=TAG][.T][@LEN] or tNUM. INIT and INIT ACK
+    carry a 16-byte body with TAG as initiate tag; others none unless @LEN
+    (length field LEN, zero body padded to a multiple of 4)."""
+    out = b""
+    for it in filter(None, spec.split("+")):
+        ln = None
+        if "@" in it:
+            it, l = it.split("@")
+            ln = int(l, 0)
+        flags = 0
+        if it.endswith(".T"):
+            it, flags = it[:-2], 1
+        name, _, tag = it.partition("=")
+        typ = int(name[1:]) if name.startswith("t") and name[1:].isdigit() else SCTP_CHUNKS[name]
+        body = b""
+        if typ in (1, 2):
+            body = struct.pack("!IIHHI", int(tag or "0", 0), 65535, 10, 10, 1)
+        if ln is None:
+            ln = 4 + len(body)
+        else:
+            body = b"\0" * max(0, ((ln + 3) & ~3) - 4)
+        out += struct.pack("!BBH", typ, flags, ln) + body
+    return out
+
+
+def ports(side, kv, cport, sport):
+    if side == "c":
+        return int(kv.get("sport", cport)), int(kv.get("dport", sport))
+    return int(kv.get("sport", sport)), int(kv.get("dport", cport))
 
 
 STATES = ["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"]
@@ -198,6 +258,7 @@ def run(path):
             kv = parse_kv(w[2:])
             sh(["sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_loose={kv.get('loose', '1')}"], NS["o"])
             sh(["sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_be_liberal={kv.get('liberal', '0')}"], NS["o"])
+            sh(["sysctl", "-qw", f"net.netfilter.nf_conntrack_checksum={kv.get('csum', '1')}"], NS["o"])
             sh(["conntrack", "-F"], NS["o"], check=False)
             print(f"scenario {name}")
             continue
