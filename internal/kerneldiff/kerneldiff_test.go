@@ -30,8 +30,11 @@ var leftover = regexp.MustCompile(`\{[A-Z][A-Z0-9]*\}`)
 // names, every placeholder expanded in the rules, the sets and the steps
 // (addresses, crafted packets' addresses), the crafted packets buildable.
 // It returns the covers and the expanded rules of all scenarios.
-func checkSuiteText(t *testing.T, scs []Scenario, topo interface{ Expand(string) string }) (covers, all string) {
+func checkSuiteText(t *testing.T, scs []Scenario, min int, topo interface{ Expand(string) string }) (covers, all string) {
 	t.Helper()
+	if len(scs) < min {
+		t.Errorf("%d scenarios, want at least %d", len(scs), min)
+	}
 	names := map[string]bool{}
 	for _, sc := range scs {
 		if names[sc.Name] {
@@ -70,12 +73,8 @@ func checkSuiteText(t *testing.T, scs []Scenario, topo interface{ Expand(string)
 // scenarios, unique names, every seed rule the issue lists covered,
 // placeholders all expanded.
 func TestScenarioSuite(t *testing.T) {
-	scs := Scenarios()
-	if len(scs) < 30 {
-		t.Errorf("%d scenarios, want at least 30", len(scs))
-	}
 	topo := NewTopology(7, 4242, t.TempDir())
-	covers, _ := checkSuiteText(t, scs, topo)
+	covers, _ := checkSuiteText(t, Scenarios(), 30, topo)
 	for _, seed := range []string{"S01", "S02", "S03", "S08", "S09", "S10", "S11", "S12", "S13", "S14", "S15", "S16", "S17", "S18",
 		"S19", "S20", "S21", "S23", "S28", "S29", "S30", "S31", "S32", "S33", "S34", "S35", "S36", "S37", "S38", "S39", "S40", "P01"} {
 		if !strings.Contains(covers, seed) {
@@ -90,7 +89,7 @@ func TestScenarioSuite(t *testing.T) {
 			t.Errorf("%s: %v", sc.Name, err)
 		}
 	}
-	checkSuiteText(t, append(ConntrackScenarios(), IpsetScenarios()...), topo)
+	checkSuiteText(t, append(ConntrackScenarios(), IpsetScenarios()...), 3, topo)
 }
 
 // TestViewDefaults: a View without Normalise compares the text's lines,
@@ -116,15 +115,28 @@ func TestViewDefaults(t *testing.T) {
 	}
 }
 
+// TestExpand: both topologies' placeholders, and interface names within
+// IFNAMSIZ-1 for the largest index and pid.
 func TestExpand(t *testing.T) {
-	topo := NewTopology(3, 123456, "")
-	got := topo.Expand("-s {C}/32 -d {S} {C3}-{C12} -i {SIF} {NET}/24 {CIF}")
-	want := "-s 10.231.3.2/32 -d 10.231.3.1 10.231.3.3-10.231.3.12 -i kds3p23456 10.231.3.0/24 kdc3p23456"
-	if got != want {
-		t.Errorf("Expand = %q, want %q", got, want)
+	two, router := NewTopology(3, 123456, ""), NewRouterTopology(3, 123456, "")
+	for _, c := range []struct {
+		topo     interface{ Expand(string) string }
+		in, want string
+	}{
+		{two, "-s {C}/32 -d {S} {C3}-{C12} -i {SIF} {NET}/24 {CIF}",
+			"-s 10.231.3.2/32 -d 10.231.3.1 10.231.3.3-10.231.3.12 -i kds3p23456 10.231.3.0/24 kdc3p23456"},
+		{router, "{C} {C6} {RW} {RL} {S} {S3} {WNET}/24 {LNET}/24 {WIF} {LIF}",
+			"10.232.3.2 10.232.3.6 10.232.3.1 10.233.3.1 10.233.3.2 10.233.3.3 10.232.3.0/24 10.233.3.0/24 krw3p23456 krl3p23456"},
+	} {
+		if got := c.topo.Expand(c.in); got != c.want {
+			t.Errorf("Expand = %q, want %q", got, c.want)
+		}
 	}
-	if len(topo.ServerNS) > 15 && len(topo.ServerIf) > 15 {
-		t.Errorf("interface name %q longer than IFNAMSIZ-1", topo.ServerIf)
+	two, router = NewTopology(249, 99999, ""), NewRouterTopology(249, 99999, "")
+	for _, n := range []string{two.ServerIf, two.ClientIf, router.ClientIf, router.WanIf, router.LanIf, router.ServerIf} {
+		if len(n) > 15 {
+			t.Errorf("interface name %q longer than IFNAMSIZ-1", n)
+		}
 	}
 }
 
