@@ -1,31 +1,22 @@
 package kerneldiff
 
-// Conntrack scenarios: the same differential run as Scenario.Run (rules in
-// the kernel, real sockets, capture, replay, counters and LOG lines
-// compared) plus the server's connection table, `conntrack -L` in the
-// namespace against the replay engine's table. They cover what REJECT's
-// own packets do to connection tracking (nf_ct_set_closing on tcp-reset,
-// the RST and ICMP errors RELATED in OUTPUT, a rejected SYN never
-// confirmed) and NFQUEUE --queue-bypass with nothing bound to the queue.
-// This file is self-contained (its own runner) so that the shared harness
-// stays untouched.
+// Conntrack scenarios: the differential run of Scenario.Run (rules in the
+// kernel, real sockets, capture, replay, counters and LOG lines compared)
+// with the server's connection table as one more View, `conntrack -L` in
+// the namespace against the replay engine's table, remaining timeouts
+// included (within ctTimeoutSlack). They cover what REJECT's own packets
+// do to connection tracking (nf_ct_set_closing on tcp-reset, the RST and
+// ICMP errors RELATED in OUTPUT, a rejected SYN never confirmed) and
+// NFQUEUE --queue-bypass with nothing bound to the queue.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/uptables/uptables/internal/conntrack"
-	"github.com/uptables/uptables/internal/dataplane/replay"
-	"github.com/uptables/uptables/internal/iptables"
-	"github.com/uptables/uptables/internal/netfilter"
 )
 
 // ctTimeoutSlack is how far the kernel's remaining timeout (read after the
@@ -59,6 +50,7 @@ func ConntrackScenarios() []Scenario {
 				"-A OUTPUT -p icmp -m state --state NEW,ESTABLISHED,INVALID,UNTRACKED",
 				"-A OUTPUT -p icmp -m conntrack --ctstate RELATED --ctdir REPLY")),
 			Listen: Listen{TCP: []uint16{7090, 7091, 7092, 7093, 7095}},
+			Views:  []View{ConntrackView()},
 			Client: []Step{
 				tcp("{C}", 7090, 1, 0, 0, 0, 1000),     // SYN reset: refused
 				tcp("{C}", 7091, 1, 0, 200, 300, 1000), // data reset: CLOSE
@@ -102,6 +94,7 @@ func ConntrackScenarios() []Scenario {
 					"-A INPUT -p udp -m udp --dport 7105 -j DROP",
 					"-A OUTPUT -p udp -m udp --sport 7101:7105")),
 			Listen: Listen{UDP: []uint16{7101, 7102, 7103, 7104, 7105}},
+			Views:  []View{ConntrackView()},
 			Client: []Step{
 				udp("{C}", 7101, 2, 50, 6), udp("{C}", 7102, 2, 50, 6), udp("{C}", 7103, 2, 50, 6),
 				udp("{C}", 7104, 2, 50, 6), udp("{C}", 7105, 2, 50, 6),
@@ -110,147 +103,41 @@ func ConntrackScenarios() []Scenario {
 	}
 }
 
-// ConntrackOutcome is an Outcome plus both connection tables.
-type ConntrackOutcome struct {
-	*Outcome
-	KernelCT, UptablesCT []string // normalised `conntrack -L` lines
+// ConntrackView compares the connection tables: `conntrack -L` in the
+// kernel's namespace, read first thing after the traffic, against the
+// replay engine's table at the last captured packet; the same entries
+// (protocol, state, both tuples, flags, mark) and each kernel timeout at
+// most ctTimeoutSlack seconds below the replay's (see CompareConntrack).
+func ConntrackView() View {
+	return View{
+		Name:      "conntrack",
+		Kernel:    kernelConntrackL,
+		Uptables:  uptablesConntrackL,
+		Normalise: normaliseConntrackL,
+		Compare:   CompareConntrack,
+	}
 }
 
-// RunConntrack is Scenario.Run with the connection tables compared as
-// well (Outcome.Diff includes their difference).
-func (sc *Scenario) RunConntrack(ctx context.Context, idx int, self, dir string) (out *ConntrackOutcome, err error) {
-	start := time.Now()
-	t := NewTopology(idx, os.Getpid(), dir)
-	t.ExtraLocal = sc.ExtraLocal
-	rules := t.Expand(sc.Rules)
-	if err := CheckUptables(rules); err != nil {
-		return nil, err
-	}
-	client, err := expandSteps(t, sc.Client)
-	if err != nil {
-		return nil, err
-	}
-	rulesPath, err := scratch(dir, "rules.txt", rules)
-	if err != nil {
-		return nil, err
-	}
-	cleanup, err := t.Setup(ctx)
-	defer cleanup()
-	if err != nil {
-		return nil, fmt.Errorf("namespace setup: %w", err)
-	}
-	if _, err := runScript(ctx, t.ClientNS, self, helperInput{TxCsumOff: t.ClientIf}); err != nil {
-		return nil, err
-	}
-	if _, err := nsRun(ctx, t.ServerNS, "iptables-restore", rulesPath); err != nil {
-		return nil, fmt.Errorf("kernel refused the ruleset: %w", err)
-	}
-	out = &ConntrackOutcome{Outcome: &Outcome{Capture: filepath.Join(dir, "server.pcap")}}
-	if len(sc.Listen.TCP)+len(sc.Listen.UDP)+len(sc.Listen.HalfOpen) > 0 {
-		l := sc.Listen
-		h, err := startHelper(t.ServerNS, self, "server", helperInput{Listen: &l})
-		if err != nil {
-			return nil, fmt.Errorf("server helper: %w", err)
-		}
-		defer h.stop()
-		if !h.out.wait(readyTimeout) {
-			return nil, fmt.Errorf("server helper not ready within %v: %s", readyTimeout, h.out.text())
-		}
-	}
-	km, err := openKmsg()
-	if err != nil {
-		return nil, err
-	}
-	defer km.close()
-	cp, err := startCapture(t, out.Capture)
-	if err != nil {
-		return nil, err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cp.stop()
-		}
-	}()
-	rep, err := runScript(ctx, t.ClientNS, self, helperInput{Steps: client})
-	out.Traffic += "client:\n" + rep
-	if err != nil {
-		return out, err
-	}
-	time.Sleep(settleDelay)
-	stopped = true
-	if err := cp.stop(); err != nil {
-		return out, err
-	}
-	// The kernel's view, the connection table first (it keeps ageing).
-	ctOut, err := nsRun(ctx, t.ServerNS, "conntrack", "-L")
-	if err != nil {
-		return out, err
-	}
-	out.KernelCT = normaliseConntrackL(ctOut)
-	if out.Kernel.Save, err = nsRun(ctx, t.ServerNS, "iptables-save", "-c"); err != nil {
-		return out, err
-	}
-	lines, err := km.lines()
-	if err != nil {
-		return out, err
-	}
-	out.Kernel.Log = logLinesFor(lines, t.ServerIf)
+// kernelConntrackL is the kernel's connection table as `conntrack -L`
+// prints it (standard output: the summary line goes to standard error).
+func kernelConntrackL(ctx context.Context, k *KernelEnv) (string, error) {
+	return k.Run(ctx, "conntrack", "-L")
+}
 
-	// uptables' view of the same packets.
-	upt, eng, now, err := replayEngine(rules, t, out.Capture)
-	if err != nil {
-		return out, err
-	}
-	out.Uptables = upt
-	var ub strings.Builder
-	if tb := eng.ConntrackTable(); tb != nil {
+// uptablesConntrackL is the replay engine's connection table as
+// `conntrack -L` prints it, remaining timeouts at the last packet.
+func uptablesConntrackL(u *ReplayEnd) (string, error) {
+	var b strings.Builder
+	if tb := u.Engine.ConntrackTable(); tb != nil {
 		var line []byte
-		tb.Range(now, func(e *conntrack.Entry) bool {
-			line = e.AppendConntrackL(line[:0], now)
-			ub.Write(line)
-			ub.WriteByte('\n')
+		tb.Range(u.LastNS, func(e *conntrack.Entry) bool {
+			line = e.AppendConntrackL(line[:0], u.LastNS)
+			b.Write(line)
+			b.WriteByte('\n')
 			return true
 		})
 	}
-	out.UptablesCT = normaliseConntrackL(ub.String())
-
-	var diff strings.Builder
-	diff.WriteString(CompareSave(out.Kernel.Save, upt.Save))
-	diff.WriteString(CompareLog(out.Kernel.Log, upt.Log))
-	diff.WriteString(CompareConntrack(out.KernelCT, out.UptablesCT))
-	out.Diff = diff.String()
-	out.Duration = time.Since(start)
-	return out, nil
-}
-
-// replayEngine is Replay returning the engine too, and the replay's clock
-// at its end (the last packet's time).
-func replayEngine(rules string, t Topology, capPath string) (*UptablesResult, *netfilter.Engine, int64, error) {
-	eng, err := LoadUptables(rules)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	local := []netip.Prefix{netip.MustParsePrefix(t.Server + "/32")}
-	var logBuf bytes.Buffer
-	r := replay.New(eng, replay.Config{Local: local, InIface: t.ServerIf, OutIface: t.ServerIf, Log: &logBuf,
-		LocalOwner: &replay.Owner{UID: 0, GID: 0}})
-	if err := r.ReplayFile(capPath); err != nil {
-		return nil, nil, 0, err
-	}
-	if err := r.Flush(); err != nil {
-		return nil, nil, 0, err
-	}
-	res := &UptablesResult{Stats: r.Stats()}
-	var save bytes.Buffer
-	if err := iptables.WriteSave(&save, eng.Ruleset(), iptables.SaveOptions{Counters: true, Now: time.Unix(0, r.LastTimeNS()).UTC()}); err != nil {
-		return nil, nil, 0, err
-	}
-	res.Save = save.String()
-	if s := strings.TrimRight(logBuf.String(), "\n"); s != "" {
-		res.Log = strings.Split(s, "\n")
-	}
-	return res, eng, r.LastTimeNS(), nil
+	return b.String(), nil
 }
 
 // normaliseConntrackL turns `conntrack -L` output into sorted lines with

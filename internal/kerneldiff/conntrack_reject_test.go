@@ -1,12 +1,8 @@
 package kerneldiff
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // conntrackScenarioBase numbers the conntrack scenarios' namespaces after
@@ -17,44 +13,8 @@ const conntrackScenarioBase = 200
 // the replay and fails on any difference in counters, LOG lines or the
 // connection table.
 func TestKernelDiffConntrack(t *testing.T) {
-	requireKernel(t)
-	enableNetnsLogging(t)
-	for _, tool := range []string{"conntrack"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install -y conntrack)", tool)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	only := os.Getenv("KERNELDIFF_RUN")
-	for i, sc := range ConntrackScenarios() {
-		if only != "" && !strings.Contains(sc.Name, only) {
-			continue
-		}
-		t.Run(sc.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			out, err := sc.RunConntrack(ctx, conntrackScenarioBase+i, self, t.TempDir())
-			if err != nil {
-				if out != nil && out.Outcome != nil {
-					t.Logf("traffic:\n%s", out.Traffic)
-				}
-				t.Fatalf("%s: %v", sc.Name, err)
-			}
-			if out.Uptables.Stats.Frames == 0 {
-				t.Fatalf("the capture is empty (traffic:\n%s)", out.Traffic)
-			}
-			if out.Diff != "" {
-				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nkernel conntrack:\n%s\nuptables conntrack:\n%s\ntraffic:\n%s",
-					sc.Covers, out.Diff, strings.Join(out.KernelCT, "\n"), strings.Join(out.UptablesCT, "\n"), out.Traffic)
-				return
-			}
-			t.Logf("agrees (%d packets, %d LOG lines, %d conntrack entries) in %v\nconntrack:\n%s\ntraffic:\n%s", out.Uptables.Stats.Processed,
-				len(out.Kernel.Log), len(out.KernelCT), out.Duration.Round(time.Millisecond), strings.Join(out.KernelCT, "\n"), out.Traffic)
-		})
-	}
+	runSuite(t, suite{name: "conntrack differential scenarios", tools: []string{"conntrack"},
+		index: func(i int) int { return conntrackScenarioBase + i }, logTraffic: true}, ConntrackScenarios())
 }
 
 // TestCompareConntrack checks the table comparison without the kernel.

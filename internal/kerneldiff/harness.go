@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/dataplane/replay"
+	"github.com/uptables/uptables/internal/ipset"
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/ruleset"
@@ -99,6 +100,49 @@ func nsRun(ctx context.Context, ns string, args ...string) (string, error) {
 	return run(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
+// nsStdout runs a command inside a namespace and returns its standard
+// output only (conntrack writes its summary line on standard error).
+func nsStdout(ctx context.Context, ns string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(errb.Bytes()))
+	}
+	return out.String(), nil
+}
+
+// The two-namespace topology as the runner drives it: the ruleset, the
+// listeners and the capture on the server, the client's veth without TX
+// checksum offload.
+func (t Topology) kernelNS() string    { return t.ServerNS }
+func (t Topology) clientNS() string    { return t.ClientNS }
+func (t Topology) serverNS() string    { return t.ServerNS }
+func (t Topology) offload() []nsDev    { return []nsDev{{t.ClientNS, t.ClientIf}} }
+func (t Topology) logIfaces() []string { return []string{t.ServerIf} }
+func (t Topology) views() []View       { return nil }
+func (t Topology) listeners(sc *Scenario) []nsListen {
+	return []nsListen{{t.ServerNS, sc.Listen}}
+}
+
+// A snap length of 0 (262144) makes libpcap's ring hold only a few frames
+// of its 2 MiB buffer in immediate mode, so bursts were lost on a busy
+// machine; 2048 bytes hold any frame of the veth (MTU 1500) and -B gives
+// the ring room for thousands.
+func (t Topology) captures() []captureSpec {
+	return []captureSpec{{name: "server.pcap", ns: t.ServerNS, dev: t.ServerIf, args: []string{"-s", "2048", "-B", "16384"}}}
+}
+
+func (t Topology) load(rules, sets string, now int64) (*netfilter.Engine, *ipset.Sets, error) {
+	return loadEngine(rules, sets, now, netfilter.Config{Seed: 1})
+}
+
+func (t Topology) replay(sc *Scenario, rules, sets string, caps map[string]string) (*UptablesResult, *ReplayEnd, error) {
+	return Replay(rules, sets, t, caps["server.pcap"], sc.Recent)
+}
+
 // Setup creates the namespaces, the veth pair and the addresses. The
 // returned cleanup deletes both namespaces (the veth pair goes with them);
 // it is safe to call after a partial setup.
@@ -144,17 +188,29 @@ func (t Topology) Setup(ctx context.Context) (cleanup func(), err error) {
 
 // KernelResult is what the real kernel reported for a scenario.
 type KernelResult struct {
-	Save   string            // iptables-save -c of the server namespace
+	Save   string            // iptables-save -c of the kernel's namespace
 	Recent map[string]string // /proc/net/xt_recent/NAME
 	Log    []string          // LOG lines of the scenario's interfaces
+	Views  map[string][]string
 }
 
-// UptablesResult is what the replay of the capture produced.
+// UptablesResult is what the replay of the captures produced.
 type UptablesResult struct {
 	Save   string
 	Recent map[string]string
 	Log    []string
-	Stats  replay.Stats
+	Views  map[string][]string
+	// Stats are the replay's (two-namespace topology).
+	Stats replay.Stats
+	// Router topology: ingress packets run through the engine, egress
+	// packets run as the router's own (OUTPUT), ingress frames that are
+	// not IPv4 (ARP).
+	Packets, Local, Skipped int
+}
+
+// Replayed is the number of captured packets run through the engine.
+func (u *UptablesResult) Replayed() int {
+	return int(u.Stats.Processed) + u.Packets
 }
 
 // helperProc is a running helper (server listeners).
@@ -233,16 +289,19 @@ type capture struct {
 	errw *lineWaiter
 }
 
-// startCapture starts tcpdump on the server's interface and waits until it
-// reports that it is capturing. `ip netns exec` execs tcpdump in place, so
-// the pid we hold is tcpdump's own.
-func startCapture(t Topology, path string) (*capture, error) {
-	// A snap length of 0 (262144) makes libpcap's ring hold only a few
-	// frames of its 2 MiB buffer in immediate mode, so bursts were lost on
-	// a busy machine; 2048 bytes hold any frame of the veth (MTU 1500) and
-	// -B gives the ring room for thousands.
-	cmd := exec.Command("ip", "netns", "exec", t.ServerNS, "tcpdump", "-i", t.ServerIf, "-n", "-U",
-		"--immediate-mode", "-s", "2048", "-B", "16384", "-w", path)
+// captureSpec is one tcpdump of a run: the file name, the device and its
+// namespace, and the options beyond the common ones.
+type captureSpec struct {
+	name, ns, dev string
+	args          []string
+}
+
+// startCapture starts tcpdump and waits until it reports that it is
+// capturing. `ip netns exec` execs tcpdump in place, so the pid we hold is
+// tcpdump's own.
+func startCapture(s captureSpec, path string) (*capture, error) {
+	args := append([]string{"netns", "exec", s.ns, "tcpdump", "-i", s.dev, "-n", "-U", "--immediate-mode"}, s.args...)
+	cmd := exec.Command("ip", append(args, "-w", path)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -254,7 +313,7 @@ func startCapture(t Topology, path string) (*capture, error) {
 	if !c.errw.wait(readyTimeout) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("tcpdump did not start capturing within %v: %s", readyTimeout, c.errw.text())
+		return nil, fmt.Errorf("tcpdump on %s %v did not start capturing within %v: %s", s.dev, s.args, readyTimeout, c.errw.text())
 	}
 	return c, nil
 }
@@ -327,33 +386,69 @@ func logLinesFor(lines []string, ifaces ...string) []string {
 // LoadUptables parses rules with uptables' iptables-restore and loads them
 // into a fresh engine (seed 1, so runs are reproducible).
 func LoadUptables(rules string) (*netfilter.Engine, error) {
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), strings.NewReader(rules), iptables.RestoreOptions{Counters: true})
+	eng, _, err := loadEngine(rules, "", 0, netfilter.Config{Seed: 1})
+	return eng, err
+}
+
+// loadEngine restores sets (`ipset restore` input, their timeouts counting
+// from now) when given, parses rules against them with uptables'
+// iptables-restore and loads them into a fresh engine of cfg, the sets
+// pinned, as `uptables replay --ipsets` does.
+func loadEngine(rules, setsText string, now int64, cfg netfilter.Config) (*netfilter.Engine, *ipset.Sets, error) {
+	reg := builtin.Registry()
+	var sets *ipset.Sets
+	if setsText != "" {
+		sets = ipset.New(nil)
+		if err := sets.Exec([]string{"restore"}, strings.NewReader(setsText), &bytes.Buffer{}, now); err != nil {
+			msg, _ := ipset.Report(err)
+			return nil, nil, fmt.Errorf("uptables cannot restore the sets: %s", strings.TrimSpace(msg))
+		}
+		reg = builtin.RegistryWithSets(sets)
+	}
+	rs, err := iptables.Restore(ruleset.New(xt.IPv4), reg, strings.NewReader(rules), iptables.RestoreOptions{Counters: true})
 	if err != nil {
 		var ie *iptables.Error
 		if errors.As(err, &ie) {
-			return nil, fmt.Errorf("uptables cannot parse the ruleset: %s", ie.Text("iptables-restore"))
+			return nil, nil, fmt.Errorf("uptables cannot parse the ruleset: %s", ie.Text("iptables-restore"))
 		}
-		return nil, fmt.Errorf("uptables cannot parse the ruleset: %w", err)
+		return nil, nil, fmt.Errorf("uptables cannot parse the ruleset: %w", err)
 	}
-	eng := netfilter.New(netfilter.Config{Seed: 1})
+	eng := netfilter.New(cfg)
+	if sets != nil {
+		if err := builtin.PinSets(eng, sets); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := eng.Load(rs); err != nil {
-		return nil, fmt.Errorf("uptables cannot load the ruleset: %w", err)
+		return nil, nil, fmt.Errorf("uptables cannot load the ruleset: %w", err)
 	}
-	return eng, nil
+	if sets != nil {
+		sets.SetReferences(builtin.SetReferences(rs))
+	}
+	return eng, sets, nil
 }
 
-// Replay runs the capture through uptables as the server would see it and
-// returns the same three views the kernel gives.
-func Replay(rules string, t Topology, capPath string, recent []string) (*UptablesResult, error) {
-	eng, err := LoadUptables(rules)
+// Replay runs the capture through uptables as the server would see it
+// (the sets, when given, loaded at the capture's first packet) and returns
+// the same three views the kernel gives, and the replay's end state. A
+// result with an error means a recent list could not be read.
+func Replay(rules, sets string, t Topology, capPath string, recent []string) (*UptablesResult, *ReplayEnd, error) {
+	var first int64
+	if sets != "" {
+		var err error
+		if first, err = firstPacketNS(capPath); err != nil {
+			return nil, nil, err
+		}
+	}
+	eng, ss, err := t.load(rules, sets, first)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	local := []netip.Prefix{netip.MustParsePrefix(t.Server + "/32")}
 	for _, a := range t.ExtraLocal {
 		p, err := replay.ParsePrefix(a)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		local = append(local, p)
 	}
@@ -363,35 +458,37 @@ func Replay(rules string, t Topology, capPath string, recent []string) (*Uptable
 	r := replay.New(eng, replay.Config{Local: local, InIface: t.ServerIf, OutIface: t.ServerIf, Log: &logBuf,
 		LocalOwner: &replay.Owner{UID: 0, GID: 0}})
 	if err := r.ReplayFile(capPath); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := r.Flush(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res := &UptablesResult{Stats: r.Stats(), Recent: map[string]string{}}
+	end := &ReplayEnd{Engine: eng, Sets: ss, FirstNS: r.FirstTimeNS(), LastNS: r.LastTimeNS()}
 	var save bytes.Buffer
 	if err := iptables.WriteSave(&save, eng.Ruleset(), iptables.SaveOptions{Counters: true, Now: time.Unix(0, r.LastTimeNS()).UTC()}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res.Save = save.String()
-	if s := strings.TrimRight(logBuf.String(), "\n"); s != "" {
-		res.Log = strings.Split(s, "\n")
-	}
-	if len(recent) > 0 {
-		for _, name := range recent {
-			l, ok := match.RecentListByName(eng.Named(), name)
-			if !ok {
-				return res, fmt.Errorf("uptables has no recent list %q", name)
-			}
-			entries := l.Entries(nil)
-			var b bytes.Buffer
-			if err := replay.WriteRecentProc(&b, entries, replay.Jiffies{BootNS: r.FirstTimeNS()}); err != nil {
-				return res, err
-			}
-			res.Recent[name] = b.String()
+	res.Log = splitLines(logBuf.String())
+	return res, end, recentLists(res, eng, recent, r.FirstTimeNS())
+}
+
+// recentLists fills res.Recent with the xt_recent lists named, as
+// /proc/net/xt_recent/NAME prints them with jiffies counted from bootNS.
+func recentLists(res *UptablesResult, eng *netfilter.Engine, names []string, bootNS int64) error {
+	for _, name := range names {
+		l, ok := match.RecentListByName(eng.Named(), name)
+		if !ok {
+			return fmt.Errorf("uptables has no recent list %q", name)
 		}
+		var b bytes.Buffer
+		if err := replay.WriteRecentProc(&b, l.Entries(nil), replay.Jiffies{BootNS: bootNS}); err != nil {
+			return err
+		}
+		res.Recent[name] = b.String()
 	}
-	return res, nil
+	return nil
 }
 
 // SaveTables splits iptables-save output into tables: name -> the lines

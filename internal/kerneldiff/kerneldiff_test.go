@@ -1,14 +1,12 @@
 package kerneldiff
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -18,101 +16,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// requireKernel skips unless the suite can drive the real kernel: root,
-// not -short, and the tools present.
-func requireKernel(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel differential suite skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("kernel differential suite needs root (network namespaces, iptables-restore, tcpdump); CI runs it as root")
-	}
-	for _, tool := range []string{"ip", "iptables-restore", "iptables-save", "tcpdump", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("kernel differential suite needs %s (apt-get install -y iproute2 iptables tcpdump procps)", tool)
-		}
-	}
-}
-
-// enableNetnsLogging turns on net.netfilter.nf_log_all_netns (LOG is
-// silent in child namespaces otherwise) and restores the old value when
-// the test ends.
-func enableNetnsLogging(t *testing.T) {
-	t.Helper()
-	const key = "/proc/sys/net/netfilter/nf_log_all_netns"
-	old, err := os.ReadFile(key)
-	if err != nil {
-		t.Fatalf("reading %s: %v", key, err)
-	}
-	if strings.TrimSpace(string(old)) != "1" {
-		if err := os.WriteFile(key, []byte("1\n"), 0o644); err != nil {
-			t.Fatalf("sysctl -w net.netfilter.nf_log_all_netns=1: %v", err)
-		}
-		t.Cleanup(func() { _ = os.WriteFile(key, old, 0o644) })
-	}
-}
-
 // TestKernelDiff runs every scenario against the real kernel and against
 // uptables' replay of the capture, and fails on any difference in
 // counters, recent lists or LOG lines.
 func TestKernelDiff(t *testing.T) {
-	requireKernel(t)
-	enableNetnsLogging(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	only := os.Getenv("KERNELDIFF_RUN") // substring filter for quick iteration
-	start := time.Now()
-	var agree, differ, failed []string
-	for i, sc := range Scenarios() {
-		if only != "" && !strings.Contains(sc.Name, only) {
-			continue
-		}
-		t.Run(sc.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			out, err := sc.Run(ctx, i+1, self, t.TempDir())
-			if err != nil {
-				failed = append(failed, sc.Name)
-				if out != nil && out.Traffic != "" {
-					t.Logf("traffic:\n%s", out.Traffic)
-				}
-				t.Fatalf("%s (covers: %s): %v", sc.Name, sc.Covers, err)
-			}
-			if out.Uptables.Stats.Frames == 0 {
-				failed = append(failed, sc.Name)
-				t.Fatalf("the capture is empty (traffic:\n%s)", out.Traffic)
-			}
-			if out.Diff != "" {
-				differ = append(differ, sc.Name)
-				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nreplay: %+v\ntraffic:\n%s", sc.Covers, out.Diff, out.Uptables.Stats, out.Traffic)
-				return
-			}
-			if os.Getenv("KERNELDIFF_VERBOSE") != "" {
-				t.Logf("kernel:\n%s\nLOG:\n%s\nrecent: %v\ntraffic:\n%s", out.Kernel.Save, strings.Join(out.Kernel.Log, "\n"), out.Kernel.Recent, out.Traffic)
-			}
-			agree = append(agree, sc.Name)
-			t.Logf("agrees (%d packets replayed, %d LOG lines) in %v", out.Uptables.Stats.Processed, len(out.Kernel.Log), out.Duration.Round(time.Millisecond))
-		})
-	}
-	t.Logf("kernel differential suite: %d agree, %d disagree, %d could not run, in %v\nagree: %s\ndisagree: %s\nnot run: %s",
-		len(agree), len(differ), len(failed), time.Since(start).Round(time.Second),
-		strings.Join(agree, " "), strings.Join(differ, " "), strings.Join(failed, " "))
+	runSuite(t, suite{name: "kernel differential suite", index: func(i int) int { return i + 1 }}, Scenarios())
 }
 
-// TestScenarioSuite checks the suite itself without the kernel: enough
-// scenarios, unique names, every seed rule the issue lists covered,
-// placeholders all expanded.
-func TestScenarioSuite(t *testing.T) {
-	scs := Scenarios()
-	if len(scs) < 30 {
-		t.Errorf("%d scenarios, want at least 30", len(scs))
+// leftover matches a placeholder that Expand did not replace.
+var leftover = regexp.MustCompile(`\{[A-Z][A-Z0-9]*\}`)
+
+// checkSuiteText checks a suite's scenarios without the kernel: unique
+// names, every placeholder expanded in the rules, the sets and the steps
+// (addresses, crafted packets' addresses), the crafted packets buildable.
+// It returns the covers and the expanded rules of all scenarios.
+func checkSuiteText(t *testing.T, scs []Scenario, min int, topo interface{ Expand(string) string }) (covers, all string) {
+	t.Helper()
+	if len(scs) < min {
+		t.Errorf("%d scenarios, want at least %d", len(scs), min)
 	}
 	names := map[string]bool{}
-	covers := ""
-	topo := NewTopology(7, 4242, t.TempDir())
 	for _, sc := range scs {
 		if names[sc.Name] {
 			t.Errorf("duplicate scenario %q", sc.Name)
@@ -120,43 +43,100 @@ func TestScenarioSuite(t *testing.T) {
 		names[sc.Name] = true
 		covers += sc.Covers + "\n"
 		r := topo.Expand(sc.Rules)
-		if strings.Contains(r, "{") && !strings.Contains(r, "--comment") {
-			t.Errorf("%s: placeholder left in rules:\n%s", sc.Name, r)
+		all += r
+		for _, text := range []string{r, topo.Expand(sc.Sets)} {
+			if p := leftover.FindString(text); p != "" {
+				t.Errorf("%s: placeholder %s left in:\n%s", sc.Name, p, text)
+			}
 		}
 		steps, err := expandSteps(topo, append(append([]Step{}, sc.Client...), sc.Server...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range steps {
-			for _, f := range []string{s.Src, s.Dst} {
-				if strings.Contains(f, "{") {
-					t.Errorf("%s: placeholder left in step %+v", sc.Name, s)
-				}
-			}
+			text := s.Src + s.Dst
 			if s.Pkt != nil {
+				text += s.Pkt.Src + s.Pkt.Dst
 				if _, err := s.Pkt.Fragments(1); err != nil {
 					t.Errorf("%s: %v", sc.Name, err)
 				}
 			}
+			if strings.Contains(text, "{") {
+				t.Errorf("%s: placeholder left in step %+v", sc.Name, s)
+			}
 		}
 	}
+	return covers, all
+}
+
+// TestScenarioSuite checks the suite itself without the kernel: enough
+// scenarios, unique names, every seed rule the issue lists covered,
+// placeholders all expanded.
+func TestScenarioSuite(t *testing.T) {
+	topo := NewTopology(7, 4242, t.TempDir())
+	covers, _ := checkSuiteText(t, Scenarios(), 30, topo)
 	for _, seed := range []string{"S01", "S02", "S03", "S08", "S09", "S10", "S11", "S12", "S13", "S14", "S15", "S16", "S17", "S18",
 		"S19", "S20", "S21", "S23", "S28", "S29", "S30", "S31", "S32", "S33", "S34", "S35", "S36", "S37", "S38", "S39", "S40", "P01"} {
 		if !strings.Contains(covers, seed) {
 			t.Errorf("no scenario covers seed rule %s", seed)
 		}
 	}
+	for _, sc := range append(ConntrackScenarios(), IpsetScenarios()...) {
+		if sc.Router || len(sc.Views) == 0 {
+			t.Errorf("%s: want a two-namespace scenario with views", sc.Name)
+		}
+		if _, _, err := topo.load(topo.Expand(sc.Rules), topo.Expand(sc.Sets), 0); err != nil {
+			t.Errorf("%s: %v", sc.Name, err)
+		}
+	}
+	checkSuiteText(t, append(ConntrackScenarios(), IpsetScenarios()...), 3, topo)
 }
 
-func TestExpand(t *testing.T) {
-	topo := NewTopology(3, 123456, "")
-	got := topo.Expand("-s {C}/32 -d {S} {C3}-{C12} -i {SIF} {NET}/24 {CIF}")
-	want := "-s 10.231.3.2/32 -d 10.231.3.1 10.231.3.3-10.231.3.12 -i kds3p23456 10.231.3.0/24 kdc3p23456"
-	if got != want {
-		t.Errorf("Expand = %q, want %q", got, want)
+// TestViewDefaults: a View without Normalise compares the text's lines,
+// without Compare an exact line diff titled by its name.
+func TestViewDefaults(t *testing.T) {
+	v := View{Name: "things"}
+	if got := v.normalise(""); got != nil {
+		t.Errorf("empty text normalised to %q, want no lines", got)
 	}
-	if len(topo.ServerNS) > 15 && len(topo.ServerIf) > 15 {
-		t.Errorf("interface name %q longer than IFNAMSIZ-1", topo.ServerIf)
+	k, u := v.normalise("a\nb\n"), v.normalise("a\nc")
+	if d := v.compare(k, k); d != "" {
+		t.Errorf("equal lines differ:\n%s", d)
+	}
+	if d := v.compare(k, u); !strings.HasPrefix(d, "things (- kernel, + uptables)") || !strings.Contains(d, `- "b"`) || !strings.Contains(d, `+ "c"`) {
+		t.Errorf("difference not shown:\n%s", d)
+	}
+	sets := SetView("knock")
+	if d := sets.compare(sets.normalise("add knock 10.0.0.1 timeout 9\n"), nil); !strings.Contains(d, "ipset knock: kernel only: 10.0.0.1 timeout 9") {
+		t.Errorf("set view: %q", d)
+	}
+	if _, err := sets.Uptables(&ReplayEnd{}); err == nil {
+		t.Error("set view read a replay without sets")
+	}
+}
+
+// TestExpand: both topologies' placeholders, and interface names within
+// IFNAMSIZ-1 for the largest index and pid.
+func TestExpand(t *testing.T) {
+	two, router := NewTopology(3, 123456, ""), NewRouterTopology(3, 123456, "")
+	for _, c := range []struct {
+		topo     interface{ Expand(string) string }
+		in, want string
+	}{
+		{two, "-s {C}/32 -d {S} {C3}-{C12} -i {SIF} {NET}/24 {CIF}",
+			"-s 10.231.3.2/32 -d 10.231.3.1 10.231.3.3-10.231.3.12 -i kds3p23456 10.231.3.0/24 kdc3p23456"},
+		{router, "{C} {C6} {RW} {RL} {S} {S3} {WNET}/24 {LNET}/24 {WIF} {LIF}",
+			"10.232.3.2 10.232.3.6 10.232.3.1 10.233.3.1 10.233.3.2 10.233.3.3 10.232.3.0/24 10.233.3.0/24 krw3p23456 krl3p23456"},
+	} {
+		if got := c.topo.Expand(c.in); got != c.want {
+			t.Errorf("Expand = %q, want %q", got, c.want)
+		}
+	}
+	two, router = NewTopology(249, 99999, ""), NewRouterTopology(249, 99999, "")
+	for _, n := range []string{two.ServerIf, two.ClientIf, router.ClientIf, router.WanIf, router.LanIf, router.ServerIf} {
+		if len(n) > 15 {
+			t.Errorf("interface name %q longer than IFNAMSIZ-1", n)
+		}
 	}
 }
 

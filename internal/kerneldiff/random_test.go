@@ -2,11 +2,9 @@ package kerneldiff
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,49 +16,17 @@ import (
 // for long runs).
 func TestKernelDiffRandom(t *testing.T) {
 	requireKernel(t)
-	enableNetnsLogging(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	seeds, packets, err := RandomConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	only := os.Getenv("KERNELDIFF_RUN")
-	start := time.Now()
-	for i, sc := range RandomScenarios(seeds, packets) {
-		if only != "" && !strings.Contains(sc.Name, only) {
-			continue
-		}
-		t.Run(sc.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			out, err := sc.Run(ctx, 200+i%40, self, t.TempDir())
-			if err != nil {
-				if out != nil && out.Traffic != "" {
-					t.Logf("traffic:\n%s", out.Traffic)
-				}
-				t.Fatalf("%s: %v", sc.Name, err)
-			}
+	runSuite(t, suite{name: "random differential scenarios", index: func(i int) int { return 200 + i%40 }, timeout: 3 * time.Minute,
+		check: func(sc *Scenario, out *Outcome) error {
 			if sent := uint64(sc.Client[0].Random.Packets); out.Uptables.Stats.Frames < sent {
-				t.Fatalf("the capture holds %d frames, fewer than the %d sent (traffic:\n%s)", out.Uptables.Stats.Frames, sent, out.Traffic)
+				return fmt.Errorf("the capture holds %d frames, fewer than the %d sent", out.Uptables.Stats.Frames, sent)
 			}
-			if keep := os.Getenv("KERNELDIFF_KEEP"); keep != "" {
-				data, _ := os.ReadFile(out.Capture)
-				_ = os.WriteFile(keep+"/"+sc.Name+".pcap", data, 0o644)
-				_ = os.WriteFile(keep+"/"+sc.Name+".rules", []byte(NewTopology(200+i%40, os.Getpid(), "").Expand(sc.Rules)), 0o644)
-				_ = os.WriteFile(keep+"/"+sc.Name+".kernel.log", []byte(strings.Join(out.Kernel.Log, "\n")+"\n"), 0o644)
-				_ = os.WriteFile(keep+"/"+sc.Name+".uptables.log", []byte(strings.Join(out.Uptables.Log, "\n")+"\n"), 0o644)
-			}
-			if out.Diff != "" {
-				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\nreplay: %+v\ntraffic:\n%s", sc.Covers, out.Diff, out.Uptables.Stats, out.Traffic)
-				return
-			}
-			t.Logf("agrees: %d frames, %d LOG lines, in %v; %s", out.Uptables.Stats.Frames, len(out.Kernel.Log), out.Duration.Round(time.Millisecond), strings.TrimSpace(out.Traffic))
-		})
-	}
-	t.Logf("random differential scenarios: %v", time.Since(start).Round(time.Second))
+			return nil
+		}, logTraffic: true}, RandomScenarios(seeds, packets))
 }
 
 func testSpec(seed uint64, n int) *RandomSpec {

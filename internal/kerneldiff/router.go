@@ -1,17 +1,12 @@
 package kerneldiff
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"time"
+
+	"github.com/uptables/uptables/internal/ipset"
+	"github.com/uptables/uptables/internal/netfilter"
 )
 
 // The router topology (FORWARD, NAT): three namespaces per scenario,
@@ -141,305 +136,106 @@ func (t RouterTopology) Setup(ctx context.Context) (cleanup func(), err error) {
 	return cleanup, nil
 }
 
-// RouterScenario is one differential experiment on the router topology:
-// the router's ruleset, the listeners of the server (and of the router,
-// for REDIRECT), the traffic the client then the server send, and the
-// recent lists to compare. Text fields may use RouterTopology placeholders.
-type RouterScenario struct {
-	Name   string
-	Covers string
-	// Rules is the router's ruleset in iptables-save format.
-	Rules string
-	// Listen is served in the server namespace, RouterListen in the
-	// router's (REDIRECT to a local port): with RouterListen the router
-	// talks itself, and its own packets, recognised in the egress
-	// captures, run through OUTPUT in the replay.
-	Listen       Listen
-	RouterListen Listen
-	Client       []Step
-	Server       []Step
-	Recent       []string
+// The router topology as the runner drives it: the ruleset, the
+// connection table and the four captures on the router; the client
+// and server scripts in their namespaces; every veth without TX checksum
+// offload; Listen served by the server, RouterListen by the router.
+func (t RouterTopology) kernelNS() string    { return t.RouterNS }
+func (t RouterTopology) clientNS() string    { return t.ClientNS }
+func (t RouterTopology) serverNS() string    { return t.ServerNS }
+func (t RouterTopology) logIfaces() []string { return []string{t.WanIf, t.LanIf} }
+func (t RouterTopology) offload() []nsDev {
+	return []nsDev{{t.ClientNS, t.ClientIf}, {t.ServerNS, t.ServerIf}, {t.RouterNS, t.WanIf}, {t.RouterNS, t.LanIf}}
+}
+func (t RouterTopology) listeners(sc *Scenario) []nsListen {
+	return []nsListen{{t.ServerNS, sc.Listen}, {t.RouterNS, sc.RouterListen}}
 }
 
-// RouterKernel is what the router's kernel reported.
-type RouterKernel struct {
-	Save      string
-	Recent    map[string]string
-	Log       []string
-	Conntrack []string            // conntrack -L, normalised (see normConntrack)
-	Egress    map[string][]string // per router device, the packets it sent (see fmtPacket)
+// routerDevs are the router's two devices by role.
+func (t RouterTopology) routerDevs() []struct{ role, name string } {
+	return []struct{ role, name string }{{"wan", t.WanIf}, {"lan", t.LanIf}}
 }
 
-// RouterOutcome is the result of one router scenario.
-type RouterOutcome struct {
-	Kernel   RouterKernel
-	Uptables *RouterUptables
-	Diff     string
-	Traffic  string
-	Duration time.Duration
+// captures are ingress and egress (-Q in / -Q out) of each router device,
+// ROLE-DIR.pcap, with nanosecond timestamps so that the merge of the
+// captures keeps the kernel's order.
+func (t RouterTopology) captures() []captureSpec {
+	var out []captureSpec
+	for _, dir := range []string{"in", "out"} {
+		for _, d := range t.routerDevs() {
+			out = append(out, captureSpec{name: d.role + "-" + dir + ".pcap", ns: t.RouterNS, dev: d.name,
+				args: []string{"-Q", dir, "--time-stamp-precision=nano", "-s", "0"}})
+		}
+	}
+	return out
 }
 
-// routerCaps are the four captures' file names: device role and direction.
-var routerCaps = []struct{ name, ifc, dir string }{
-	{"wan-in.pcap", "wan", "in"}, {"lan-in.pcap", "lan", "in"},
-	{"wan-out.pcap", "wan", "out"}, {"lan-out.pcap", "lan", "out"},
+func (t RouterTopology) load(rules, sets string, now int64) (*netfilter.Engine, *ipset.Sets, error) {
+	return loadEngine(rules, sets, now, routerConfig(t))
 }
 
-// startIfCapture starts tcpdump on one device of ns in one direction
-// (nanosecond timestamps, so that the merge of the captures keeps the
-// kernel's order) and waits until it is capturing.
-func startIfCapture(ns, dev, dir, path string) (*capture, error) {
-	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-Q", dir, "-n", "-U",
-		"--immediate-mode", "--time-stamp-precision=nano", "-s", "0", "-w", path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("tcpdump: %w", err)
-	}
-	c := &capture{cmd: cmd, path: path, errw: newLineWaiter(stderr, "listening on")}
-	if !c.errw.wait(readyTimeout) {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("tcpdump on %s (%s) did not start capturing within %v: %s", dev, dir, readyTimeout, c.errw.text())
-	}
-	return c, nil
-}
-
-// nsStdout runs a command inside a namespace and returns its standard
-// output only (conntrack writes its summary line on standard error).
-func nsStdout(ctx context.Context, ns string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(errb.Bytes()))
-	}
-	return out.String(), nil
-}
-
-// expandRouterSteps replaces placeholders in every address field.
-func expandRouterSteps(t RouterTopology, steps []Step) ([]Step, error) {
-	js, err := json.Marshal(steps)
-	if err != nil {
-		return nil, err
-	}
-	var out []Step
-	if err := json.Unmarshal([]byte(t.Expand(string(js))), &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// Run performs the scenario in namespaces of index idx (root only): self
-// is the helper binary, dir a scratch directory. The namespaces are
-// deleted before it returns, on every path.
-func (sc *RouterScenario) Run(ctx context.Context, idx int, self, dir string) (out *RouterOutcome, err error) {
-	start := time.Now()
-	t := NewRouterTopology(idx, os.Getpid(), dir)
-	rules := t.Expand(sc.Rules)
-	if _, err := loadRouter(rules, t); err != nil {
-		return nil, err
-	}
-	client, err := expandRouterSteps(t, sc.Client)
-	if err != nil {
-		return nil, err
-	}
-	server, err := expandRouterSteps(t, sc.Server)
-	if err != nil {
-		return nil, err
-	}
-	rulesPath, err := scratch(dir, "rules.txt", rules)
-	if err != nil {
-		return nil, err
-	}
-	cleanup, err := t.Setup(ctx)
-	defer cleanup()
-	if err != nil {
-		return nil, fmt.Errorf("namespace setup: %w", err)
-	}
-	// The four helpers switching TX checksum offload off run at once
-	// (each is a process start, slow under -race on a loaded machine).
-	devs := []struct{ ns, dev string }{{t.ClientNS, t.ClientIf}, {t.ServerNS, t.ServerIf}, {t.RouterNS, t.WanIf}, {t.RouterNS, t.LanIf}}
-	errs := make([]error, len(devs))
-	var wg sync.WaitGroup
-	for i, x := range devs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = runScript(ctx, x.ns, self, helperInput{TxCsumOff: x.dev})
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if _, err := nsRun(ctx, t.RouterNS, "iptables-restore", rulesPath); err != nil {
-		return nil, fmt.Errorf("kernel refused the ruleset: %w", err)
-	}
-	out = &RouterOutcome{}
-	for _, l := range []struct {
-		ns string
-		l  Listen
-	}{{t.ServerNS, sc.Listen}, {t.RouterNS, sc.RouterListen}} {
-		if len(l.l.TCP)+len(l.l.UDP)+len(l.l.HalfOpen) == 0 {
-			continue
-		}
-		ll := l.l
-		h, err := startHelper(l.ns, self, "server", helperInput{Listen: &ll})
-		if err != nil {
-			return nil, fmt.Errorf("listener helper: %w", err)
-		}
-		defer h.stop()
-		if !h.out.wait(readyTimeout) {
-			return nil, fmt.Errorf("listener helper in %s not ready within %v: %s", l.ns, readyTimeout, h.out.text())
-		}
-	}
-	km, err := openKmsg()
-	if err != nil {
-		return nil, err
-	}
-	defer km.close()
-	var caps []*capture
-	defer func() {
-		for _, c := range caps {
-			_ = c.stop()
-		}
-	}()
-	// The four captures start at once; each is waited for until it
-	// reports that it is capturing.
-	paths := map[string]string{}
-	started := make([]*capture, len(routerCaps))
-	cerrs := make([]error, len(routerCaps))
-	for i, rc := range routerCaps {
-		dev := t.WanIf
-		if rc.ifc == "lan" {
-			dev = t.LanIf
-		}
-		p := filepath.Join(dir, rc.name)
-		paths[rc.name] = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			started[i], cerrs[i] = startIfCapture(t.RouterNS, dev, rc.dir, p)
-		}()
-	}
-	wg.Wait()
-	for _, c := range started {
-		if c != nil {
-			caps = append(caps, c)
-		}
-	}
-	if err := errors.Join(cerrs...); err != nil {
-		return out, err
-	}
-	if len(client) > 0 {
-		rep, err := runScript(ctx, t.ClientNS, self, helperInput{Steps: client})
-		out.Traffic += "client:\n" + rep
-		if err != nil {
-			return out, err
-		}
-	}
-	if len(server) > 0 {
-		rep, err := runScript(ctx, t.ServerNS, self, helperInput{Steps: server})
-		out.Traffic += "server:\n" + rep
-		if err != nil {
-			return out, err
-		}
-	}
-	time.Sleep(settleDelay)
-	serrs := make([]error, len(caps))
-	for i, c := range caps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			serrs[i] = c.stop()
-		}()
-	}
-	wg.Wait()
-	caps = nil
-	if err := errors.Join(serrs...); err != nil {
-		return out, err
-	}
-
-	// The kernel's view.
-	k := &out.Kernel
-	if k.Save, err = nsRun(ctx, t.RouterNS, "iptables-save", "-c"); err != nil {
-		return out, err
-	}
-	ctl, err := nsStdout(ctx, t.RouterNS, "conntrack", "-L")
-	if err != nil {
-		return out, err
-	}
-	k.Conntrack = normConntrack(strings.Split(ctl, "\n"))
-	k.Recent = map[string]string{}
-	for _, name := range sc.Recent {
-		s, err := nsRun(ctx, t.RouterNS, "cat", "/proc/net/xt_recent/"+name)
-		if err != nil {
-			return out, err
-		}
-		k.Recent[name] = s
-	}
-	lines, err := km.lines()
-	if err != nil {
-		return out, err
-	}
-	k.Log = logLinesFor(lines, t.WanIf, t.LanIf)
-	k.Egress = map[string][]string{}
-	for _, dev := range []struct{ role, name string }{{"wan", t.WanIf}, {"lan", t.LanIf}} {
-		frames, err := readCapture(paths[dev.role+"-out.pcap"], dev.name)
-		if err != nil {
-			return out, err
-		}
-		for _, f := range frames {
-			if f.ip != nil {
-				k.Egress[dev.name] = append(k.Egress[dev.name], fmtPacket(f.ip))
+// replay runs the router's ingress captures through uptables as the
+// router, and its egress captures too when the router talks itself
+// (RouterListen).
+func (t RouterTopology) replay(sc *Scenario, rules, sets string, caps map[string]string) (*UptablesResult, *ReplayEnd, error) {
+	read := func(dir string) ([]frame, error) {
+		var all []frame
+		for _, d := range t.routerDevs() {
+			frames, err := readCapture(caps[d.role+"-"+dir+".pcap"], d.name)
+			if err != nil {
+				return nil, err
 			}
+			all = append(all, frames...)
 		}
+		return all, nil
 	}
-
-	// uptables as the router, on the packets the router received.
-	var ingress []frame
-	for _, dev := range []struct{ role, name string }{{"wan", t.WanIf}, {"lan", t.LanIf}} {
-		frames, err := readCapture(paths[dev.role+"-in.pcap"], dev.name)
-		if err != nil {
-			return out, err
-		}
-		ingress = append(ingress, frames...)
+	ingress, err := read("in")
+	if err != nil {
+		return nil, nil, err
 	}
 	var egress []frame
-	if len(sc.RouterListen.TCP)+len(sc.RouterListen.UDP)+len(sc.RouterListen.HalfOpen) > 0 {
-		for _, dev := range []struct{ role, name string }{{"wan", t.WanIf}, {"lan", t.LanIf}} {
-			frames, err := readCapture(paths[dev.role+"-out.pcap"], dev.name)
-			if err != nil {
-				return out, err
-			}
-			egress = append(egress, frames...)
+	if !sc.RouterListen.empty() {
+		if egress, err = read("out"); err != nil {
+			return nil, nil, err
 		}
 	}
-	upt, rerr := ReplayRouter(rules, t, ingress, egress, sc.Recent)
-	out.Uptables = upt
-	if upt == nil {
-		return out, rerr
+	return ReplayRouter(rules, sets, t, ingress, egress, sc.Recent)
+}
+
+// views are what every router scenario compares beyond counters, LOG
+// lines and recent lists: the connection table (conntrack -L, timeouts
+// dropped: they depend on when each side is asked) and, per router
+// device, the packets sent on it byte for byte, ordered by flow (see
+// flowOrder).
+func (t RouterTopology) views() []View {
+	vs := []View{{
+		Name:      "conntrack -L (timeouts dropped, sorted)",
+		Kernel:    kernelConntrackL,
+		Uptables:  uptablesConntrackL,
+		Normalise: func(s string) []string { return normConntrack(splitLines(s)) },
+	}}
+	for _, d := range t.routerDevs() {
+		vs = append(vs, View{
+			Name: "packets sent on " + d.name + " (by flow)",
+			Kernel: func(_ context.Context, k *KernelEnv) (string, error) {
+				frames, err := readCapture(k.Captures[d.role+"-out.pcap"], d.name)
+				if err != nil {
+					return "", err
+				}
+				var b strings.Builder
+				for _, f := range frames {
+					if f.ip != nil {
+						b.WriteString(fmtPacket(f.ip))
+						b.WriteByte('\n')
+					}
+				}
+				return b.String(), nil
+			},
+			Uptables: func(u *ReplayEnd) (string, error) {
+				return strings.Join(u.Egress[d.name], "\n"), nil
+			},
+			Normalise: func(s string) []string { return flowOrder(splitLines(s)) },
+		})
 	}
-	var diff strings.Builder
-	diff.WriteString(CompareSave(k.Save, upt.Save))
-	diff.WriteString(CompareLog(k.Log, upt.Log))
-	diff.WriteString(diffLines("conntrack -L (timeouts dropped, sorted)", k.Conntrack, upt.Conntrack))
-	for _, dev := range []string{t.WanIf, t.LanIf} {
-		diff.WriteString(diffLines("packets sent on "+dev+" (by flow)", flowOrder(k.Egress[dev]), flowOrder(upt.Egress[dev])))
-	}
-	if rerr != nil {
-		fmt.Fprintf(&diff, "recent lists: %v\n", rerr)
-	} else {
-		for _, name := range sc.Recent {
-			diff.WriteString(CompareRecent(name, k.Recent[name], upt.Recent[name]))
-		}
-	}
-	out.Diff = diff.String()
-	out.Duration = time.Since(start)
-	return out, nil
+	return vs
 }

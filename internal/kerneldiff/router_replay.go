@@ -17,14 +17,10 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/uptables/uptables/internal/conntrack"
-	"github.com/uptables/uptables/internal/dataplane/replay"
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
-	"github.com/uptables/uptables/internal/ruleset"
 	"github.com/uptables/uptables/internal/xt"
-	"github.com/uptables/uptables/internal/xt/builtin"
-	"github.com/uptables/uptables/internal/xt/match"
 )
 
 // frame is one captured Ethernet frame: its time, the router device it
@@ -162,18 +158,6 @@ func normConntrack(lines []string) []string {
 	return out
 }
 
-// RouterUptables is what uptables, run as the router, produced.
-type RouterUptables struct {
-	Save      string
-	Recent    map[string]string
-	Log       []string
-	Conntrack []string
-	Egress    map[string][]string
-	Packets   int // ingress packets run through the engine
-	Local     int // egress packets run as the router's own (OUTPUT)
-	Skipped   int // ingress frames that are not IPv4 (ARP)
-}
-
 // routerEmitter collects what the engine's targets emit: LOG lines, and
 // replies (REJECT), which leave by the device the offending packet came in
 // on.
@@ -235,21 +219,20 @@ func (e *routerEmitter) Log(_ *xt.Ctx, _ uint8, line []byte) { e.log = append(e.
 // into a fresh engine (seed 1) that knows the router's interface
 // addresses (MASQUERADE, REDIRECT) and local addresses (addrtype).
 func loadRouter(rules string, t RouterTopology) (*netfilter.Engine, error) {
-	rs, err := iptables.Restore(ruleset.New(xt.IPv4), builtin.Registry(), strings.NewReader(rules), iptables.RestoreOptions{Counters: true})
-	if err != nil {
-		var ie *iptables.Error
-		if errors.As(err, &ie) {
-			return nil, fmt.Errorf("uptables cannot parse the ruleset: %s", ie.Text("iptables-restore"))
-		}
-		return nil, fmt.Errorf("uptables cannot parse the ruleset: %w", err)
-	}
+	eng, _, err := t.load(rules, "", 0)
+	return eng, err
+}
+
+// routerConfig is the router engine's configuration: seed 1, the
+// router's interface and local addresses.
+func routerConfig(t RouterTopology) netfilter.Config {
 	wan, lan := netip.MustParseAddr(t.Wan), netip.MustParseAddr(t.Lan)
 	host := []xt.HostAddr{
 		{Iface: "lo", Prefix: netip.MustParsePrefix("127.0.0.1/8")},
 		{Iface: t.WanIf, Prefix: netip.PrefixFrom(wan, 24)},
 		{Iface: t.LanIf, Prefix: netip.PrefixFrom(lan, 24)},
 	}
-	eng := netfilter.New(netfilter.Config{
+	return netfilter.Config{
 		Seed: 1,
 		IfaceAddr: func(iface string, fam xt.Family) (netip.Addr, bool) {
 			switch iface {
@@ -263,11 +246,7 @@ func loadRouter(rules string, t RouterTopology) (*netfilter.Engine, error) {
 			return netip.Addr{}, false
 		},
 		LocalAddrs: func() []xt.HostAddr { return host },
-	})
-	if err := eng.Load(rs); err != nil {
-		return nil, fmt.Errorf("uptables cannot load the ruleset: %w", err)
 	}
-	return eng, nil
 }
 
 // routerRoute is the router's routing table: its own addresses (and
@@ -292,21 +271,19 @@ func routerRoute(t RouterTopology) netfilter.RouteFunc {
 // ReplayRouter runs the router's ingress frames (both devices, merged by
 // time) through uptables as the router: PREROUTING, then the routing
 // decision on the destination PREROUTING left, then INPUT or FORWARD and
-// POSTROUTING. It returns the counters, LOG lines, recent lists, the
-// connection table as conntrack -L prints it, and per device the packets
-// uptables sent (forwarded packets as they leave POSTROUTING, and REJECT's
-// replies).
+// POSTROUTING. It returns the counters, LOG lines and recent lists, and
+// the replay's end state: the engine (its connection table), the sets
+// (loaded at the first frame's time when sets is not empty) and per
+// device the packets uptables sent (forwarded packets as they leave
+// POSTROUTING, and REJECT's replies). A result with an error means a
+// recent list could not be read.
 //
 // egress, when not nil, are the router's egress captures, for scenarios
 // where the router itself talks (REDIRECT to a local listener): an egress
 // packet that is not one uptables forwarded or replied is the router's
 // own and runs OUTPUT and POSTROUTING at its capture time, in the form
 // OUTPUT saw (see undoRedirect).
-func ReplayRouter(rules string, t RouterTopology, ingress, egress []frame, recent []string) (*RouterUptables, error) {
-	eng, err := loadRouter(rules, t)
-	if err != nil {
-		return nil, err
-	}
+func ReplayRouter(rules, sets string, t RouterTopology, ingress, egress []frame, recent []string) (*UptablesResult, *ReplayEnd, error) {
 	type item struct {
 		f   frame
 		out bool
@@ -326,10 +303,18 @@ func ReplayRouter(rules string, t RouterTopology, ingress, egress []frame, recen
 		}
 		return !all[i].out && all[j].out
 	})
+	var start int64
+	if len(all) > 0 {
+		start = all[0].f.ts
+	}
+	eng, ss, err := t.load(rules, sets, start)
+	if err != nil {
+		return nil, nil, err
+	}
 	em := &routerEmitter{egress: map[string][]string{}}
 	w := eng.NewWorker(em)
 	w.SetRoute(routerRoute(t))
-	res := &RouterUptables{Recent: map[string]string{}}
+	res := &UptablesResult{Recent: map[string]string{}}
 	// sent counts, per device, the lines uptables sent that no egress
 	// frame has matched yet.
 	sent := map[string]map[string]int{}
@@ -377,36 +362,18 @@ func ReplayRouter(rules string, t RouterTopology, ingress, egress []frame, recen
 		res.Packets++
 		r := w.Process(netfilter.PathRouted, &p)
 		if r.Verdict == xt.VerdictStolen {
-			return nil, fmt.Errorf("packet %d was a fragment kept for reassembly: router scenarios send none", i+1)
+			return nil, nil, fmt.Errorf("packet %d was a fragment kept for reassembly: router scenarios send none", i+1)
 		}
 		if r.Verdict == xt.VerdictAccept && r.Path == netfilter.PathForward {
 			em.egress[p.OutIface] = append(em.egress[p.OutIface], fmtPacket(p.Data))
 		}
 	}
-	res.Log, res.Egress = em.log, em.egress
+	res.Log = em.log
 	var save bytes.Buffer
 	if err := iptables.WriteSave(&save, eng.Ruleset(), iptables.SaveOptions{Counters: true, Now: time.Unix(0, last).UTC()}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res.Save = save.String()
-	if ct := eng.ConntrackTable(); ct != nil {
-		var lines []string
-		ct.Range(last, func(e *conntrack.Entry) bool {
-			lines = append(lines, string(e.AppendConntrackL(nil, last)))
-			return true
-		})
-		res.Conntrack = normConntrack(lines)
-	}
-	for _, name := range recent {
-		l, ok := match.RecentListByName(eng.Named(), name)
-		if !ok {
-			return res, fmt.Errorf("uptables has no recent list %q", name)
-		}
-		var b bytes.Buffer
-		if err := replay.WriteRecentProc(&b, l.Entries(nil), replay.Jiffies{BootNS: first}); err != nil {
-			return res, err
-		}
-		res.Recent[name] = b.String()
-	}
-	return res, nil
+	end := &ReplayEnd{Engine: eng, Sets: ss, FirstNS: first, LastNS: last, Egress: em.egress}
+	return res, end, recentLists(res, eng, recent, first)
 }

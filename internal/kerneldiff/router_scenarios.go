@@ -22,8 +22,8 @@ func rtPing(src, dst string, id uint16, count, gapMS, ipLen int) Step {
 // address; {WIF}/{LIF} the router's devices. Dropped TCP connects use a
 // 400 ms timeout so that no SYN is retransmitted; rate decisions keep
 // ~100 ms margins.
-func RouterScenarios() []RouterScenario {
-	return []RouterScenario{
+func RouterScenarios() []Scenario {
+	return onRouter([]Scenario{
 		{
 			Name:   "fwd-policy-drop-established",
 			Covers: "FORWARD policy DROP with ESTABLISHED,RELATED, NEW per port and direction, LOG of what the policy drops (IN= OUT= MAC=), ping through, TTL decremented on egress",
@@ -169,5 +169,14 @@ func RouterScenarios() []RouterScenario {
 			RouterListen: Listen{TCP: []uint16{9000, 9001}},
 			Client:       []Step{rtTCP("{C}", "{RW}", 8081, 2, 50, 300, 150, 1000), rtTCP("{C}", "{S}", 7007, 1, 0, 200, 150, 1000)},
 		},
+	})
+}
+
+// onRouter marks every scenario of the router suite as run on the router
+// topology.
+func onRouter(scs []Scenario) []Scenario {
+	for i := range scs {
+		scs[i].Router = true
 	}
+	return scs
 }

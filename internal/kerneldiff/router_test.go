@@ -1,12 +1,8 @@
 package kerneldiff
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestRouterKernelDiff runs every router scenario against the real kernel
@@ -16,55 +12,8 @@ import (
 // packets sent on either router device. KERNELDIFF_RUN selects scenarios
 // by substring, as for TestKernelDiff.
 func TestRouterKernelDiff(t *testing.T) {
-	requireKernel(t)
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		t.Skip("router suite needs conntrack (apt-get install -y conntrack)")
-	}
-	enableNetnsLogging(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	only := os.Getenv("KERNELDIFF_RUN")
-	start := time.Now()
-	var agree, differ, failed []string
-	for i, sc := range RouterScenarios() {
-		if only != "" && !strings.Contains(sc.Name, only) {
-			continue
-		}
-		t.Run(sc.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			out, err := sc.Run(ctx, i+1, self, t.TempDir())
-			if err != nil {
-				failed = append(failed, sc.Name)
-				if out != nil && out.Traffic != "" {
-					t.Logf("traffic:\n%s", out.Traffic)
-				}
-				t.Fatalf("%s (covers: %s): %v", sc.Name, sc.Covers, err)
-			}
-			if out.Uptables.Packets == 0 {
-				failed = append(failed, sc.Name)
-				t.Fatalf("the router received nothing (traffic:\n%s)", out.Traffic)
-			}
-			if out.Diff != "" {
-				differ = append(differ, sc.Name)
-				t.Errorf("uptables disagrees with the kernel (covers: %s):\n%s\ntraffic:\n%s", sc.Covers, out.Diff, out.Traffic)
-				return
-			}
-			if os.Getenv("KERNELDIFF_VERBOSE") != "" {
-				t.Logf("kernel:\n%s\nLOG:\n%s\nconntrack:\n%s\negress: %v\ntraffic:\n%s", out.Kernel.Save, strings.Join(out.Kernel.Log, "\n"),
-					strings.Join(out.Kernel.Conntrack, "\n"), out.Kernel.Egress, out.Traffic)
-			}
-			agree = append(agree, sc.Name)
-			t.Logf("agrees (%d packets replayed, %d sent, %d conntrack entries, %d LOG lines) in %v", out.Uptables.Packets,
-				len(out.Kernel.Egress[NewRouterTopology(i+1, os.Getpid(), "").WanIf])+len(out.Kernel.Egress[NewRouterTopology(i+1, os.Getpid(), "").LanIf]),
-				len(out.Kernel.Conntrack), len(out.Kernel.Log), out.Duration.Round(time.Millisecond))
-		})
-	}
-	t.Logf("router differential suite: %d agree, %d disagree, %d could not run, in %v\nagree: %s\ndisagree: %s\nnot run: %s",
-		len(agree), len(differ), len(failed), time.Since(start).Round(time.Second),
-		strings.Join(agree, " "), strings.Join(differ, " "), strings.Join(failed, " "))
+	runSuite(t, suite{name: "router differential suite", tools: []string{"conntrack"}, index: func(i int) int { return i + 1 }},
+		RouterScenarios())
 }
 
 // TestRouterScenarioSuite checks the router suite without the kernel:
@@ -73,53 +22,20 @@ func TestRouterKernelDiff(t *testing.T) {
 // policy DROP and the stateful matches the suite must prove are there.
 func TestRouterScenarioSuite(t *testing.T) {
 	scs := RouterScenarios()
-	if len(scs) < 8 {
-		t.Errorf("%d router scenarios, want at least 8", len(scs))
-	}
 	topo := NewRouterTopology(7, 4242, t.TempDir())
-	names := map[string]bool{}
-	all := ""
+	_, all := checkSuiteText(t, scs, 8, topo)
 	for _, sc := range scs {
-		if names[sc.Name] {
-			t.Errorf("duplicate scenario %q", sc.Name)
+		if !sc.Router {
+			t.Errorf("%s: not on the router topology", sc.Name)
 		}
-		names[sc.Name] = true
-		r := topo.Expand(sc.Rules)
-		all += r
-		if strings.Contains(r, "{") {
-			t.Errorf("%s: placeholder left in rules:\n%s", sc.Name, r)
-		}
-		if _, err := loadRouter(r, topo); err != nil {
+		if _, err := loadRouter(topo.Expand(sc.Rules), topo); err != nil {
 			t.Errorf("%s: %v", sc.Name, err)
-		}
-		steps, err := expandRouterSteps(topo, append(append([]Step{}, sc.Client...), sc.Server...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range steps {
-			if strings.Contains(s.Src+s.Dst, "{") || s.Pkt != nil && strings.Contains(s.Pkt.Src+s.Pkt.Dst, "{") {
-				t.Errorf("%s: placeholder left in step %+v", sc.Name, s)
-			}
 		}
 	}
 	for _, want := range []string{"-j DNAT", "-j SNAT", "-j MASQUERADE", ":FORWARD DROP", "-m connlimit", "-m recent", "-m limit",
 		"-j LOG", "-j TTL", "-j TCPMSS", "-j MARK", "-j CONNMARK", "-j NOTRACK", "--to-ports", "--persistent"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no router scenario uses %s", want)
-		}
-	}
-}
-
-func TestRouterExpand(t *testing.T) {
-	topo := NewRouterTopology(3, 123456, "")
-	got := topo.Expand("{C} {C6} {RW} {RL} {S} {S3} {WNET}/24 {LNET}/24 {WIF} {LIF}")
-	want := "10.232.3.2 10.232.3.6 10.232.3.1 10.233.3.1 10.233.3.2 10.233.3.3 10.232.3.0/24 10.233.3.0/24 krw3p23456 krl3p23456"
-	if got != want {
-		t.Errorf("Expand = %q, want %q", got, want)
-	}
-	for _, n := range []string{topo.ClientIf, topo.WanIf, topo.LanIf, topo.ServerIf} {
-		if len(n) > 15 {
-			t.Errorf("interface name %q longer than IFNAMSIZ-1", n)
 		}
 	}
 }
