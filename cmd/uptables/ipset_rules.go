@@ -24,29 +24,7 @@ import (
 // file `uptables ipset` edits). iptables has no --sets option (nor one
 // it abbreviates), so the name cannot shadow an iptables option.
 func takeSets(e *env, args []string) (file string, rest []string, err error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--sets" {
-			if i+1 >= len(args) {
-				return "", nil, errors.New("--sets requires a file name")
-			}
-			file = args[i+1]
-			i++
-			continue
-		}
-		if v, ok := strings.CutPrefix(a, "--sets="); ok {
-			file = v
-			continue
-		}
-		rest = append(rest, a)
-	}
-	if file == "" {
-		file = e.getenv("UPTABLES_IPSETS")
-	}
-	if file == "" {
-		file = DefaultSetsFile
-	}
-	return file, rest, nil
+	return takeFileFlag(e, args, "sets", "UPTABLES_IPSETS", DefaultSetsFile)
 }
 
 // daemonSets loads the daemon's --ipsets file ("" = no sets, an empty

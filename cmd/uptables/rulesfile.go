@@ -24,27 +24,36 @@ const DefaultRulesetFile = "uptables.rules"
 // takeRuleset removes "--ruleset FILE" / "--ruleset=FILE" from args and
 // returns the file (default $UPTABLES_RULESET, then ./uptables.rules).
 func takeRuleset(e *env, args []string) (file string, rest []string, err error) {
+	return takeFileFlag(e, args, "ruleset", "UPTABLES_RULESET", DefaultRulesetFile)
+}
+
+// takeFileFlag removes "--NAME FILE" / "--NAME=FILE" (anywhere, the last
+// one winning) from args and returns the file: the flag's, else $ENV, else
+// def. Used for the files the offline commands work on, whose flags may
+// appear anywhere among iptables' own options.
+func takeFileFlag(e *env, args []string, name, envName, def string) (file string, rest []string, err error) {
+	flag := "--" + name
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "--ruleset" {
+		if a == flag {
 			if i+1 >= len(args) {
-				return "", nil, errors.New("--ruleset requires a file name")
+				return "", nil, errors.New(flag + " requires a file name")
 			}
 			file = args[i+1]
 			i++
 			continue
 		}
-		if v, ok := strings.CutPrefix(a, "--ruleset="); ok {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
 			file = v
 			continue
 		}
 		rest = append(rest, a)
 	}
 	if file == "" {
-		file = e.getenv("UPTABLES_RULESET")
+		file = e.getenv(envName)
 	}
 	if file == "" {
-		file = DefaultRulesetFile
+		file = def
 	}
 	return file, rest, nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/uptables/uptables/internal/conntrack"
+	"github.com/uptables/uptables/internal/dataplane/replay"
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/packet"
@@ -189,30 +189,6 @@ func ensure(m map[string]int) map[string]int {
 	return m
 }
 
-// undoRedirect gives the router's own packet the form its OUTPUT hook saw.
-// The capture shows it after POSTROUTING: the reply of a connection that
-// PREROUTING redirected to a local port leaves with the address and port
-// the client asked for, while OUTPUT saw the local listener's and
-// translated it itself. The packet's inverted tuple is then the
-// connection's original tuple, and the form OUTPUT saw is its reply tuple.
-func undoRedirect(e *netfilter.Engine, p *packet.Packet) {
-	ct := e.ConntrackTable()
-	if ct == nil || !e.Conntrack() || p.Status != packet.OK || (p.Proto != 6 && p.Proto != 17) {
-		return
-	}
-	tu := conntrack.Tuple{Src: p.Dst, Dst: p.Src, Proto: p.Proto, SrcID: p.DstPort, DstID: p.SrcPort}
-	ent, dir, ok := ct.Lookup(tu, p.TimeNS)
-	if !ok || dir != conntrack.Original || ent.Status&conntrack.StatusDstNAT == 0 {
-		return
-	}
-	if ent.Reply.Src != p.Src {
-		p.SetSrc(ent.Reply.Src)
-	}
-	if ent.Reply.SrcID != p.SrcPort {
-		p.SetSrcPort(ent.Reply.SrcID)
-	}
-}
-
 func (e *routerEmitter) Log(_ *xt.Ctx, _ uint8, line []byte) { e.log = append(e.log, string(line)) }
 
 // loadRouter parses rules with uptables' iptables-restore and loads them
@@ -282,7 +258,7 @@ func routerRoute(t RouterTopology) netfilter.RouteFunc {
 // where the router itself talks (REDIRECT to a local listener): an egress
 // packet that is not one uptables forwarded or replied is the router's
 // own and runs OUTPUT and POSTROUTING at its capture time, in the form
-// OUTPUT saw (see undoRedirect).
+// OUTPUT saw (see replay.UndoLocalNAT).
 func ReplayRouter(rules, sets string, t RouterTopology, ingress, egress []frame, recent []string) (*UptablesResult, *ReplayEnd, error) {
 	type item struct {
 		f   frame
@@ -342,7 +318,7 @@ func ReplayRouter(rules, sets string, t RouterTopology, ingress, egress []frame,
 				continue
 			}
 			p.Link, p.InIface, p.OutIface, p.Mark, p.TimeNS, p.HasOwner = nil, "", f.dev, 0, f.ts, false
-			undoRedirect(eng, &p)
+			replay.UndoLocalNAT(eng, &p)
 			res.Local++
 			if r := w.Process(netfilter.PathOutput, &p); r.Verdict == xt.VerdictAccept {
 				em.egress[f.dev] = append(em.egress[f.dev], fmtPacket(p.Data))

@@ -321,7 +321,7 @@ func (r *Replayer) frame(frame []byte, ts int64, ifc iface) error {
 		p.InIface, p.OutIface = in, ""
 	case netfilter.PathOutput:
 		p.InIface, p.OutIface = "", out
-		undoLocalNAT(r.eng, p)
+		UndoLocalNAT(r.eng, p)
 		setOwner(r.cfg.LocalOwner, p)
 		run = netfilter.PathOutput
 	default:

@@ -6,14 +6,16 @@ import (
 	"github.com/uptables/uptables/internal/packet"
 )
 
-// undoLocalNAT gives a locally generated packet the form the kernel's OUTPUT
+// UndoLocalNAT gives a locally generated packet the form the kernel's OUTPUT
 // hook saw. A capture shows a host's own packets after POSTROUTING, so the
 // reply of a connection DNATed to a local port (`-j DNAT --to-destination
 // S:7121` for traffic to S:7120) appears with the public port 7120, while
 // OUTPUT saw the server's 7121 and translated it back itself. The packet's
 // inverted tuple is then the connection's original tuple and the
-// connection has DNAT; the form OUTPUT saw is its reply tuple.
-func undoLocalNAT(e *netfilter.Engine, p *packet.Packet) {
+// connection has DNAT; the form OUTPUT saw is its reply tuple. Replay
+// does this for every packet from a --local address; other replayers of a
+// host's captures (the kernel differential suite's router) call it too.
+func UndoLocalNAT(e *netfilter.Engine, p *packet.Packet) {
 	ct := e.ConntrackTable()
 	if ct == nil || !e.Conntrack() || p.Status != packet.OK || (p.Proto != 6 && p.Proto != 17) {
 		return
