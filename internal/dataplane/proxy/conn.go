@@ -83,13 +83,24 @@ func (g *Gate) Accept(raw net.Conn, ac *AdmitConfig) (*Conn, Outcome, error) {
 		}
 		pre = rest
 	}
-	f, o := g.Admit(client, local)
+	// The Flow and the Conn that wraps it are one allocation.
+	cf := &connFlow{}
+	f := &cf.f
+	o := g.admit(f, client, local)
 	if o != Accepted {
 		g.log.Debug("connection refused", "client", f.client, "local", f.local, "outcome", o.String(),
-			"table", f.r.last.Table, "chain", f.r.last.Chain, "rule", f.r.last.Rule)
+			"table", f.last.Table, "chain", f.last.Chain, "rule", f.last.Rule)
 		return nil, o, nil
 	}
-	return &Conn{Conn: raw, f: f, pre: pre}, Accepted, nil
+	c := &cf.c
+	c.Conn, c.f, c.pre = raw, f, pre
+	return c, Accepted, nil
+}
+
+// connFlow holds an admitted connection's Conn and Flow together.
+type connFlow struct {
+	c Conn
+	f Flow
 }
 
 // Refuse ends a connection the rules refused, as the client should see it:
