@@ -25,7 +25,8 @@ import (
 // direction): a mutex serialises them so conntrack sees one ordered stream.
 type Flow struct {
 	mu     sync.Mutex
-	r      *runner
+	g      *Gate
+	last   netfilter.Decision // of the last packet run
 	client netip.AddrPort
 	local  netip.AddrPort
 
@@ -50,7 +51,14 @@ type Flow struct {
 // that goes unanswered. Clients see connect() succeed and then EOF or
 // ECONNRESET, not a connect timeout.
 func (g *Gate) Admit(client, local netip.AddrPort) (*Flow, Outcome) {
-	f := &Flow{r: g.newRunner(), client: canon(client), local: canon(local)}
+	f := &Flow{}
+	return f, g.admit(f, client, local)
+}
+
+// admit is Admit into a Flow the caller allocated (Gate.Accept allocates
+// it together with the Conn that wraps it).
+func (g *Gate) admit(f *Flow, client, local netip.AddrPort) Outcome {
+	f.g, f.client, f.local = g, canon(client), canon(local)
 	f.ev = Event{Proto: header.ProtoTCP, Client: f.client, Local: f.local}
 	if f.client.Addr().Is4() != f.local.Addr().Is4() {
 		// A connection cannot mix families once unmapped; give the rules
@@ -84,13 +92,13 @@ func (g *Gate) Admit(client, local netip.AddrPort) (*Flow, Outcome) {
 	f.admitted = true
 	g.st.connsAccepted.Add(1)
 	g.st.active.Add(1)
-	return f, Accepted
+	return Accepted
 }
 
-func (f *Flow) refused(o Outcome) (*Flow, Outcome) {
+func (f *Flow) refused(o Outcome) Outcome {
 	f.done = true
-	f.r.g.countRefusal(o)
-	return f, o
+	f.g.countRefusal(o)
+	return o
 }
 
 // Client returns the client address the rules see.
@@ -105,7 +113,17 @@ func (f *Flow) segment(fromClient bool, k Kind, seq, ack uint32, flags uint8, op
 	src, dst, path := f.dir(fromClient)
 	start := writeTCP(f.scratch[:], len(f.scratch), src, dst, seq, ack, flags, synWindow, opts, 0)
 	f.ev.Kind, f.ev.FromPeer, f.ev.Len = k, fromClient, 0
-	return f.r.run(path, f.scratch[start:], &f.ev)
+	return f.run(path, f.scratch[start:])
+}
+
+// run runs one synthetic packet on a runner borrowed from the gate.
+// Called with f.mu held, which keeps the flow's packets in order.
+func (f *Flow) run(path netfilter.Path, data []byte) Outcome {
+	r := f.g.getRunner()
+	o := r.run(path, data, &f.ev)
+	f.last = r.last
+	f.g.putRunner(r)
+	return o
 }
 
 func (f *Flow) dir(fromClient bool) (src, dst netip.AddrPort, path netfilter.Path) {
@@ -144,7 +162,7 @@ func (f *Flow) Data(fromClient bool, buf []byte, n int) Outcome {
 	}
 	start := writeTCP(buf, Headroom, src, dst, seq, ack, header.TCPFlagACK|header.TCPFlagPSH, synWindow, nil, n)
 	f.ev.Kind, f.ev.FromPeer, f.ev.Len = KindData, fromClient, n
-	o := f.r.run(path, buf[start:Headroom+n], &f.ev)
+	o := f.run(path, buf[start:Headroom+n])
 	if o != Accepted {
 		f.cut()
 		return o
@@ -178,7 +196,7 @@ const MaxSegment = maxPayload
 
 func (f *Flow) cut() {
 	f.done = true
-	f.r.g.st.connsCut.Add(1)
+	f.g.st.connsCut.Add(1)
 }
 
 // Fin runs the FIN/ACK of the side that closed its write direction; when the
@@ -248,6 +266,6 @@ func (f *Flow) End() {
 	f.admitted = false
 	f.mu.Unlock()
 	if adm {
-		f.r.g.st.active.Add(-1)
+		f.g.st.active.Add(-1)
 	}
 }

@@ -57,7 +57,24 @@ type Gate struct {
 	gid    uint32
 	ifaces sync.Map // netip.Addr -> string, interface holding a local address
 	st     counters
+
+	// free holds idle runners for the TCP flows, which borrow one per
+	// synthetic packet (getRunner/putRunner) instead of owning one each:
+	// a runner is two netfilter.Workers, the largest per-connection
+	// allocation the proxy had. At most maxFreeRunners are kept; the number
+	// in use at once is the number of packets being run at once (about
+	// GOMAXPROCS), so the workers' indices, which stand for the kernel's
+	// CPU number (-m cpu, NFQUEUE --queue-cpu-fanout), stay small, as on a
+	// host with that many CPUs, instead of growing with every connection.
+	// A long-lived worker also reaches the conntrack GC step that every
+	// worker runs once per 64 packets, which short per-connection workers
+	// (8 packets for a short connection) never did.
+	freeMu sync.Mutex
+	free   []*runner
 }
+
+// maxFreeRunners bounds Gate.free.
+const maxFreeRunners = 64
 
 // NewGate returns a gate over cfg.Engine.
 func NewGate(cfg GateConfig) *Gate {
@@ -269,6 +286,30 @@ func (g *Gate) newRunner() *runner {
 	r.w = g.cfg.Engine.NewWorker(r)
 	r.w.SetNoQueueListener(true) // nothing consumes NFQUEUE here
 	return r
+}
+
+// getRunner borrows an idle runner (a new one when none is idle); the
+// caller gives it back with putRunner once its packet has run.
+func (g *Gate) getRunner() *runner {
+	g.freeMu.Lock()
+	n := len(g.free)
+	if n == 0 {
+		g.freeMu.Unlock()
+		return g.newRunner()
+	}
+	r := g.free[n-1]
+	g.free[n-1] = nil
+	g.free = g.free[:n-1]
+	g.freeMu.Unlock()
+	return r
+}
+
+func (g *Gate) putRunner(r *runner) {
+	g.freeMu.Lock()
+	if len(g.free) < maxFreeRunners {
+		g.free = append(g.free, r)
+	}
+	g.freeMu.Unlock()
 }
 
 // Reply implements xt.Emitter: the proxy cannot put REJECT's packet on the
