@@ -60,7 +60,7 @@ func writeTCP(buf []byte, end int, src, dst netip.AddrPort, seq, ack uint32, fla
 	start := writeIP(buf, tcpStart, src.Addr(), dst.Addr(), header.ProtoTCP, thl+payloadLen)
 	seg := header.TCP(buf[tcpStart : end+payloadLen])
 	// The checksum field is zero: the sum over the segment is the checksum.
-	seg.SetChecksum(^sum(seg, pseudo(buf[start:], src.Addr(), header.ProtoTCP, len(seg))))
+	seg.SetChecksum(^header.Sum(seg, pseudo(buf[start:], src.Addr(), header.ProtoTCP, len(seg))))
 	return start
 }
 
@@ -74,7 +74,7 @@ func writeUDP(buf []byte, end int, src, dst netip.AddrPort, payloadLen int) int 
 	be.PutUint16(u[6:], 0)
 	start := writeIP(buf, udpStart, src.Addr(), dst.Addr(), header.ProtoUDP, header.UDPLen+payloadLen)
 	d := header.UDP(buf[udpStart : end+payloadLen])
-	c := ^sum(d, pseudo(buf[start:], src.Addr(), header.ProtoUDP, len(d)))
+	c := ^header.Sum(d, pseudo(buf[start:], src.Addr(), header.ProtoUDP, len(d)))
 	if c == 0 {
 		c = 0xffff // RFC 768: a computed zero is sent as all ones
 	}

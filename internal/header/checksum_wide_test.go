@@ -1,17 +1,15 @@
-package proxy
+package header
 
 import (
 	"math/rand/v2"
 	"testing"
-
-	"github.com/uptables/uptables/internal/header"
 )
 
-// sum must equal header.Sum bit for bit (the value is stored in the
-// synthetic segments' checksum fields), for every length, alignment and
-// initial value, including the all-ones and all-zero words where one's
-// complement arithmetic has its corner cases.
-func TestSumMatchesHeaderSum(t *testing.T) {
+// sumWide must equal sumNarrow bit for bit (the value is stored in
+// checksum fields), for every length, alignment and initial value,
+// including the all-ones and all-zero words where one's complement
+// arithmetic has its corner cases.
+func TestSumWideMatchesNarrow(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	buf := make([]byte, 70000)
 	fills := map[string]func(i int) byte{
@@ -30,8 +28,8 @@ func TestSumMatchesHeaderSum(t *testing.T) {
 			for _, off := range []int{0, 1, 3, 8} {
 				b := buf[off : off+n]
 				for _, in := range initials {
-					if got, want := sum(b, in), header.Sum(b, in); got != want {
-						t.Fatalf("%s len %d off %d initial %#x: sum %#x, header.Sum %#x", name, n, off, in, got, want)
+					if got, want := sumWide(b, in), sumNarrow(b, in); got != want {
+						t.Fatalf("%s len %d off %d initial %#x: sumWide %#x, sumNarrow %#x", name, n, off, in, got, want)
 					}
 				}
 			}
@@ -48,27 +46,27 @@ func TestSumMatchesHeaderSum(t *testing.T) {
 			}
 		}
 		in := uint16(rnd.Uint32())
-		if got, want := sum(b, in), header.Sum(b, in); got != want {
-			t.Fatalf("random case %d (len %d, initial %#x): sum %#x, header.Sum %#x", i, n, in, got, want)
+		if got, want := sumWide(b, in), sumNarrow(b, in); got != want {
+			t.Fatalf("random case %d (len %d, initial %#x): sumWide %#x, sumNarrow %#x", i, n, in, got, want)
 		}
 	}
 }
 
 func BenchmarkChecksum(b *testing.B) {
-	buf := make([]byte, SegmentBuf)
+	buf := make([]byte, 65536)
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
-	b.Run("header.Sum", func(b *testing.B) {
+	b.Run("narrow", func(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for b.Loop() {
-			header.Sum(buf, 0)
+			sumNarrow(buf, 0)
 		}
 	})
-	b.Run("sum", func(b *testing.B) {
+	b.Run("wide", func(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for b.Loop() {
-			sum(buf, 0)
+			sumWide(buf, 0)
 		}
 	})
 }
