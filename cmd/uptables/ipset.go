@@ -19,6 +19,18 @@ import (
 	"github.com/uptables/uptables/internal/xt/builtin"
 )
 
+const ipsetUsage = `usage: uptables ipset [--sets FILE] [--ruleset FILE] <ipset command>
+       uptables ipset --control SOCK <ipset command>
+
+ipset 7.17 on FILE (ipset save format; default $UPTABLES_IPSETS, then
+./uptables.ipsets), rewritten atomically, or on a running daemon's live sets.
+
+commands: create add del test flush destroy rename swap list save restore
+          (with -exist, -q, -s, -o save|plain, list -t|-n)
+types:    hash:ip hash:net hash:ip,port hash:net,port bitmap:port (family inet)
+options:  timeout counters comment hashsize maxelem (nomatch on hash:net entries)
+`
+
 // DefaultSetsFile is the ipset file when neither --sets nor
 // $UPTABLES_IPSETS names one.
 const DefaultSetsFile = "uptables.ipsets"
@@ -38,6 +50,10 @@ const DefaultSetsFile = "uptables.ipsets"
 // names a file) the command runs against a running daemon's live sets
 // instead, with the same output.
 func runIpset(e *env, args []string) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(e.stdout, ipsetUsage)
+		return 0
+	}
 	if path, given, rest, err := takeControl(args); err != nil || given || e.getenv("UPTABLES_CONTROL") != "" && !hasRulesetFlag(args) && !hasSetsFlag(args) {
 		if err != nil {
 			fmt.Fprintln(e.stderr, "uptables ipset: "+err.Error())
@@ -53,24 +69,10 @@ func runIpset(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "uptables ipset: "+err.Error())
 		return 2
 	}
-	file := ""
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--sets" && i+1 < len(args):
-			file = args[i+1]
-			i++
-		case strings.HasPrefix(a, "--sets="):
-			file = strings.TrimPrefix(a, "--sets=")
-		default:
-			rest = append(rest, a)
-		}
-	}
-	if file == "" {
-		file = e.getenv("UPTABLES_IPSETS")
-	}
-	if file == "" {
-		file = DefaultSetsFile
+	file, rest, err := takeSets(e, args)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "uptables ipset: "+err.Error())
+		return 2
 	}
 	lf, err := os.Open(filepath.Dir(file))
 	if err != nil {

@@ -46,6 +46,8 @@ func TestOfflineIptablesWithSets(t *testing.T) {
 		// Another sets file without knock: the rule-set file no longer loads.
 		{args: []string{"--sets", sets + ".other", "-S"}, rc: 1, stderr: "Set knock doesn't exist."},
 		{args: []string{"--sets"}, rc: 2, stderr: "--sets requires a file name"},
+		{args: []string{"ipset", "--help"}, stdout: "usage: uptables ipset [--sets FILE]"},
+		{args: []string{"ipset", "--sets=" + sets, "list", "-n"}, stdout: "knock\n"},
 	}
 	for _, s := range steps {
 		rc, out, errs := c.run(s.stdin, s.args...)
