@@ -292,3 +292,45 @@ func TestSetsClock(t *testing.T) {
 		t.Error("still there after 10 s")
 	}
 }
+
+// A firewall that is no longer referenced gives its references back
+// (runtime cleanup), so that its sets can be destroyed.
+func TestSetsReferencesOfCollectedFirewall(t *testing.T) {
+	sets := mustSets(t, "create bl hash:net\n")
+	rules, err := uptables.LoadRulesWithSets(strings.NewReader("-A INPUT -m set --match-set bl src -j DROP\n"), sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uptables.New(rules); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		err := sets.Exec([]string{"destroy", "bl"}, nil, nil)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the collected firewall still holds the set: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A set destroyed between LoadRulesWithSets and New: the engine refuses
+// the rule as the kernel refuses a rule naming a missing set.
+func TestNewSetDestroyedAfterParse(t *testing.T) {
+	sets := mustSets(t, "create bl hash:net\n")
+	rules, err := uptables.LoadRulesWithSets(strings.NewReader("-A INPUT -m set --match-set bl src -j DROP\n"), sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sets.Exec([]string{"destroy", "bl"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = uptables.New(rules)
+	if err == nil || !strings.Contains(err.Error(), "Set bl doesn't exist.") {
+		t.Errorf("New: %v", err)
+	}
+}
