@@ -23,6 +23,15 @@
 //	fw, err := uptables.New(rules)
 //	ln, err := net.Listen("tcp", ":8080")
 //	http.Serve(fw.Listener(ln), handler)
+//
+// Rules that use ipsets (-m set --match-set, -j SET) are loaded with the
+// sets they name, which then live independently of the rules (Reload
+// keeps them; Add, Del and Exec change them while traffic flows):
+//
+//	sets, err := uptables.LoadSetsFile("/etc/uptables/ipsets") // ipset save format
+//	rules, err := uptables.LoadRulesFileWithSets("/etc/uptables/rules.v4", sets)
+//	fw, err := uptables.New(rules)
+//	err = sets.Add("blocklist", "198.51.100.0/24")
 package uptables
 
 import (
@@ -36,6 +45,7 @@ import (
 	"time"
 
 	"github.com/uptables/uptables/internal/dataplane/proxy"
+	"github.com/uptables/uptables/internal/ipset"
 	"github.com/uptables/uptables/internal/iptables"
 	"github.com/uptables/uptables/internal/netfilter"
 	"github.com/uptables/uptables/internal/ruleset"
@@ -47,6 +57,9 @@ import (
 // given to several firewalls.
 type Rules struct {
 	rs *ruleset.Ruleset
+	// sets are the sets the rules were parsed against (LoadRulesWithSets),
+	// nil for LoadRules.
+	sets *Sets
 }
 
 // LoadRules reads rules in iptables-save format ("*filter", ":INPUT DROP
@@ -56,30 +69,50 @@ type Rules struct {
 // instead, one per line ("-A INPUT -s 10.0.0.0/8 -j DROP", "-t nat -A
 // ...", "-P INPUT DROP", optionally preceded by "iptables"; "#" starts a
 // comment), each parsed and validated as iptables 1.8.9 would. The first
-// error is returned with its line number.
+// error is returned with its line number. Rules with -m set or -j SET
+// need LoadRulesWithSets.
 func LoadRules(r io.Reader) (*Rules, error) {
+	return LoadRulesWithSets(r, nil)
+}
+
+// LoadRulesWithSets is LoadRules for rules that name ipsets (-m set
+// --match-set, -j SET --add-set/--del-set): as iptables does, it checks
+// that every set named exists in sets, and fails otherwise with
+// iptables' text ("Set bl doesn't exist."). Give the firewall the same
+// sets (New uses them unless WithSets says otherwise). nil sets is
+// LoadRules.
+func LoadRulesWithSets(r io.Reader, sets *Sets) (*Rules, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 256<<20))
 	if err != nil {
 		return nil, err
 	}
-	rs, err := iptables.ReadRules(builtin.Registry(), xt.IPv4, data, false)
+	var ips *ipset.Sets
+	if sets != nil {
+		ips = sets.s
+	}
+	rs, err := iptables.ReadRules(builtin.RegistryWithSets(ips), xt.IPv4, data, false)
 	if err != nil {
 		if e, ok := err.(*iptables.Error); ok {
 			return nil, errors.New(e.TextHint("iptables-restore"))
 		}
 		return nil, err
 	}
-	return &Rules{rs: rs}, nil
+	return &Rules{rs: rs, sets: sets}, nil
 }
 
 // LoadRulesFile is LoadRules on the named file.
 func LoadRulesFile(path string) (*Rules, error) {
+	return LoadRulesFileWithSets(path, nil)
+}
+
+// LoadRulesFileWithSets is LoadRulesWithSets on the named file.
+func LoadRulesFileWithSets(path string, sets *Sets) (*Rules, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	r, err := LoadRules(f)
+	r, err := LoadRulesWithSets(f, sets)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -160,6 +193,7 @@ type options struct {
 	seed     uint64
 	logLine  func(level uint8, line []byte)
 	maxHeld  int
+	sets     *Sets
 }
 
 // WithLogger sets the logger for refusals (debug), upstream and PROXY
@@ -206,6 +240,14 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithSeed seeds the engine's random source (statistic, hash seeds).
 func WithSeed(seed uint64) Option { return func(o *options) { o.seed = seed } }
 
+// WithSets gives the firewall the ipsets its rules test and fill, as
+// `uptables run --ipsets FILE` gives them to the daemon. Without it New
+// uses the sets the rules were loaded with (LoadRulesWithSets), if any.
+// Rules loaded with other sets than these are refused, by New and by
+// Reload. Several firewalls may share one Sets, as the rules of one
+// network namespace share the kernel's.
+func WithSets(s *Sets) Option { return func(o *options) { o.sets = s } }
+
 // Firewall is an engine with its state (counters, conntrack, recent lists,
 // limit buckets) and the data-plane counters. It is safe for concurrent
 // use; every Listener and PacketConn made from it shares the state.
@@ -213,6 +255,8 @@ type Firewall struct {
 	eng  *netfilter.Engine
 	gate *proxy.Gate
 	o    options
+	// setsID is the firewall's key in o.sets' reference counts.
+	setsID uint64
 }
 
 // New builds a firewall running rules. It fails when the rules use a match
@@ -225,23 +269,57 @@ func New(rules *Rules, opts ...Option) (*Firewall, error) {
 	for _, fn := range opts {
 		fn(&o)
 	}
+	if o.sets == nil {
+		o.sets = rules.sets
+	}
+	if err := checkSets(rules, o.sets); err != nil {
+		return nil, err
+	}
 	eng := netfilter.New(netfilter.Config{Logger: o.logger, Seed: o.seed})
+	if o.sets != nil {
+		if err := builtin.PinSets(eng, o.sets.s); err != nil {
+			return nil, fmt.Errorf("uptables: %w", err)
+		}
+	}
 	if err := eng.Load(rules.rs); err != nil {
 		return nil, fmt.Errorf("uptables: %w", err)
 	}
 	g := proxy.NewGate(proxy.GateConfig{Engine: eng, Logger: o.logger, Now: o.now, Iface: o.iface,
 		Observer: o.observer, LogLine: o.logLine})
-	return &Firewall{eng: eng, gate: g, o: o}, nil
+	f := &Firewall{eng: eng, gate: g, o: o}
+	if o.sets != nil {
+		f.setsID = o.sets.register(f)
+		o.sets.loaded(f.setsID, rules.rs)
+	}
+	return f, nil
+}
+
+// checkSets refuses rules parsed against other sets than the firewall's:
+// iptables checked the set names against those, and the rules would find
+// different contents (or none) at run time.
+func checkSets(rules *Rules, sets *Sets) error {
+	if rules.sets != nil && rules.sets != sets {
+		return errors.New("uptables: the rules were loaded with other sets than the firewall's (LoadRulesWithSets, WithSets)")
+	}
+	return nil
 }
 
 // Reload replaces the rules atomically. Counters and state of rules that
 // did not change are kept, as with iptables-nft; on error nothing changes.
+// The firewall's sets stay as they are (sets live apart from rules, as in
+// the kernel); the new rules must have been loaded with them.
 func (f *Firewall) Reload(rules *Rules) error {
 	if rules == nil {
 		return fmt.Errorf("uptables: nil rules")
 	}
+	if err := checkSets(rules, f.o.sets); err != nil {
+		return err
+	}
 	if err := f.eng.Load(rules.rs); err != nil {
 		return fmt.Errorf("uptables: %w", err)
+	}
+	if f.o.sets != nil {
+		f.o.sets.loaded(f.setsID, rules.rs)
 	}
 	return nil
 }
