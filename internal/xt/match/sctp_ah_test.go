@@ -89,6 +89,12 @@ func chunk(typ, flags uint8, length uint16, pad int) []byte {
 	return c
 }
 
+// The walk and hot-drop cases below (INIT:-, padded walk, length past end,
+// zero length, cut chunk header, no chunk, all flags once, all/only NONE,
+// short header, ports fail first) and the AH ones (spi, ! full, reversed,
+// short) were checked against the kernel: the same bytes sent through a raw
+// socket to 127.0.0.1 in a throw-away namespace, the rule's counter and
+// that of a following `-p sctp`/`-p ah` rule (both 0: hot-dropped) agree.
 func TestSCTPRuntime(t *testing.T) {
 	data := func(flags uint8) []byte { return chunk(0, flags, 20, 20) }
 	initC := chunk(1, 0, 20, 20)
