@@ -20,7 +20,7 @@ rest() { # the lines after the base text; fails if the base is not a prefix
 }
 for m in addrtype comment connlimit connmark conntrack cpu devgroup dscp hashlimit helper icmp iprange \
 	length limit mac mark multiport owner physdev pkttype quota recent set socket state statistic string \
-	tcp time tos ttl u32 udp; do
+	tcp time tos ttl u32 udp sctp ah; do
 	rest "m-$m.txt" -m "$m"
 done
 for t in CONNMARK CT DNAT DSCP LOG MARK MASQUERADE NFLOG NFQUEUE NOTRACK REDIRECT REJECT SNAT TCPMSS TOS \

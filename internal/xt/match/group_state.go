@@ -3,7 +3,7 @@ package match
 import "github.com/uptables/uptables/internal/xt"
 
 // registerProtoAndState registers tcp, udp, icmp, multiport, state,
-// conntrack, connlimit, recent, limit, hashlimit, length and ttl.
+// conntrack, connlimit, recent, limit, hashlimit, length, ttl, sctp and ah.
 func registerProtoAndState(r *xt.Registry) {
 	r.RegisterMatch(newTCPSpec())
 	r.RegisterMatch(newUDPSpec())
@@ -17,4 +17,6 @@ func registerProtoAndState(r *xt.Registry) {
 	r.RegisterMatch(newHashlimitSpec())
 	r.RegisterMatch(newLengthSpec())
 	r.RegisterMatch(newTTLSpec())
+	r.RegisterMatch(newSCTPSpec())
+	r.RegisterMatch(newAHSpec())
 }
