@@ -16,12 +16,16 @@ var nflogOpts = []optDef{
 
 // nflogRangeWarning is what iptables-nft prints for --nflog-range, which it
 // accepts and then drops.
+// nflogPrefixMax is how much of --nflog-prefix the kernel keeps.
+const nflogPrefixMax = 127
+
 const nflogRangeWarning = "warn: --nflog-range has never worked and is no longer supported, please use --nflog-size instead"
 
 // NFLOG is `-j NFLOG`: hand the packet to the nfnetlink_log group Group.
 // Size is the copy length when HasSize (else the whole packet), Threshold
-// the number of packets the kernel batches. The prefix is not truncated:
-// iptables-nft keeps it whole (legacy would cut it to 63 bytes).
+// the number of packets the kernel batches. The prefix is cut to 127
+// bytes, as nf_tables stores it (NF_LOG_PREFIXLEN with its NUL; measured:
+// a 2,000-byte --nflog-prefix lists with 127); legacy would cut it to 63.
 type NFLOG struct {
 	Group     uint16
 	Prefix    string
@@ -57,7 +61,7 @@ func (n *NFLOG) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _
 		if arg == "" {
 			return xt.Errorf("Argument must have a minimum length of 1 characters\n")
 		}
-		n.Prefix = arg
+		n.Prefix = arg[:min(len(arg), nflogPrefixMax)]
 	case "nflog-range":
 		if _, err := parseRange("NFLOG", opt, arg, 0, 0xffffffff); err != nil {
 			return err
