@@ -131,7 +131,7 @@ func (f *rulesFile) store(rs *ruleset.Ruleset) error {
 		if e, ok := err.(*iptables.Error); ok {
 			msg = e.Text("iptables-restore")
 		}
-		return fmt.Errorf("internal error: the new rule set would not load back, %s left unchanged:\n%s", f.path, msg)
+		return fmt.Errorf("the new rule set would not load back, so %s is left unchanged (iptables 1.8.9 accepts such a rule, but its own iptables-save text of it, e.g. a name with a blank, cannot be restored; uptables keeps its rule-set file restorable):\n%s", f.path, msg)
 	}
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp*")

@@ -317,6 +317,9 @@ func (m *Hashlimit) Final(ctx *xt.ParseContext) error {
 
 // Check implements xt.Checker with xt_hashlimit's checkentry.
 func (m *Hashlimit) Check(ctx *xt.CheckContext) error {
+	if !procEntryName(m.Name) {
+		return xt.EINVAL("xt_hashlimit: invalid table name %q", m.Name)
+	}
 	if m.GCInterval == 0 || m.Expire == 0 {
 		return xt.EINVAL("xt_hashlimit: gcinterval and expire must not be 0")
 	}

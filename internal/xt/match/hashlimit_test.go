@@ -72,6 +72,11 @@ func TestHashlimitKernelCheck(t *testing.T) {
 		{"--hashlimit-upto 5/s --hashlimit-srcmask 256 --hashlimit-name a", syscall.EINVAL},
 		{"--hashlimit-upto 5/s --hashlimit-htable-expire 0 --hashlimit-name a", syscall.EINVAL},
 		{"--hashlimit-upto 5/s --hashlimit-htable-gcinterval 0 --hashlimit-name a", syscall.EINVAL},
+		// The name becomes /proc/net/ipt_hashlimit/NAME (measured).
+		{"--hashlimit-upto 5/s --hashlimit-name a/b", syscall.EINVAL},
+		{"--hashlimit-upto 5/s --hashlimit-name ..", syscall.EINVAL},
+		{"--hashlimit-upto 5/s --hashlimit-name .", syscall.EINVAL},
+		{"--hashlimit-upto 5/s --hashlimit-name a.b", 0},
 	} {
 		m, err := psRun(t, "hashlimit", xt.IPv4, 0, c.args)
 		if err != nil {

@@ -152,10 +152,17 @@ func (m *Recent) Check(ctx *xt.CheckContext) error {
 	if m.HitCount > RecentHitcountMax {
 		return xt.EINVAL("xt_recent: hitcount (%d) is larger than allowed maximum (%d)", m.HitCount, RecentHitcountMax)
 	}
-	if m.Name == "" || m.Name == "." || m.Name == ".." || strings.ContainsRune(m.Name, '/') {
+	if !procEntryName(m.Name) {
 		return xt.EINVAL("xt_recent: invalid list name %q", m.Name)
 	}
 	return nil
+}
+
+// procEntryName reports whether name can name a /proc/net entry
+// (xt_recent/NAME, ipt_hashlimit/NAME): the kernel refuses the rule with
+// EINVAL otherwise (measured for both: "", ".", "..", a '/' anywhere).
+func procEntryName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsRune(name, '/')
 }
 
 var psRecentCmdSave = [...]string{"", " --set", " --rcheck", " --update", " --remove"}
