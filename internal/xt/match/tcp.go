@@ -115,9 +115,14 @@ func psParseTCPPorts(s string) (PortRange, error) {
 }
 
 // psParseTCPFlags parses a comma list of flag names (case-insensitive).
+// Empty items are skipped, as iptables' strtok does (measured: `''`, `,`
+// and `SYN,` are accepted; an empty mask prints no --tcp-flags at all).
 func psParseTCPFlags(s string) (uint8, error) {
 	var v uint8
 	for _, f := range strings.Split(s, ",") {
+		if f == "" {
+			continue
+		}
 		switch strings.ToUpper(f) {
 		case "ALL":
 			v |= tcpFlagsAll
