@@ -116,8 +116,8 @@ func psParseTCPPorts(s string) (PortRange, error) {
 
 // psParseTCPFlags parses a comma list of flag names (case-insensitive).
 // Empty items are skipped, as iptables' strtok does (measured: an empty
-// argument, `,`
-// and `SYN,` are accepted; an empty mask prints no --tcp-flags at all).
+// argument, `,` and `SYN,` are accepted; an empty mask prints no
+// --tcp-flags at all).
 func psParseTCPFlags(s string) (uint8, error) {
 	var v uint8
 	for _, f := range strings.Split(s, ",") {
