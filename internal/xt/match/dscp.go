@@ -20,17 +20,6 @@ var dscpOpts = optTable{
 	{name: "dscp-class", id: dscpClass, arg: xt.RequiredArg, flags: optInvert, excl: 1 << dscpValue},
 }
 
-// dscpClasses are the DiffServ class names iptables knows (case-insensitive).
-var dscpClasses = []struct {
-	name string
-	val  uint8
-}{
-	{"CS0", 0x00}, {"CS1", 0x08}, {"CS2", 0x10}, {"CS3", 0x18}, {"CS4", 0x20}, {"CS5", 0x28},
-	{"CS6", 0x30}, {"CS7", 0x38}, {"BE", 0x00}, {"AF11", 0x0a}, {"AF12", 0x0c}, {"AF13", 0x0e},
-	{"AF21", 0x12}, {"AF22", 0x14}, {"AF23", 0x16}, {"AF31", 0x1a}, {"AF32", 0x1c}, {"AF33", 0x1e},
-	{"AF41", 0x22}, {"AF42", 0x24}, {"AF43", 0x26}, {"EF", 0x2e},
-}
-
 // DSCP is a configured dscp match.
 type DSCP struct {
 	seen   uint32
@@ -61,13 +50,12 @@ func (m *DSCP) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ 
 		m.DSCP, m.Invert = uint8(v), invert
 		return nil
 	}
-	for _, c := range dscpClasses {
-		if strings.EqualFold(c.name, arg) {
-			m.DSCP, m.Invert = c.val, invert
-			return nil
-		}
+	v, ok := xt.ParseDSCPClass(arg)
+	if !ok {
+		return xt.Errorf("Invalid DSCP value `%s'", arg)
 	}
-	return xt.Errorf("Invalid DSCP value `%s'", arg)
+	m.DSCP, m.Invert = v, invert
+	return nil
 }
 
 // Final implements xt.Match.

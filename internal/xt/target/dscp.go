@@ -25,22 +25,6 @@ var (
 
 func newDSCP() xt.Target { return &DSCP{opts: tracker{target: "DSCP", defs: dscpOpts}} }
 
-// ParseDSCPClass maps a DiffServ class name (case-insensitive) to its code
-// point: CS0-CS7, AF11-AF43, EF, BE.
-func ParseDSCPClass(s string) (uint8, bool) {
-	u := strings.ToUpper(s)
-	switch {
-	case u == "BE":
-		return 0, true
-	case u == "EF":
-		return 0x2e, true
-	case len(u) == 3 && u[:2] == "CS" && u[2] >= '0' && u[2] <= '7':
-		return (u[2] - '0') << 3, true
-	case len(u) == 4 && u[:2] == "AF" && u[2] >= '1' && u[2] <= '4' && u[3] >= '1' && u[3] <= '3':
-		return (u[2]-'0')<<3 | (u[3]-'0')<<1, true
-	}
-	return 0, false
-}
 
 // Parse reads --set-dscp (0-63) or --set-dscp-class.
 func (d *DSCP) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
@@ -48,7 +32,7 @@ func (d *DSCP) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ 
 		return err
 	}
 	if opt == "set-dscp-class" {
-		v, ok := ParseDSCPClass(arg)
+		v, ok := xt.ParseDSCPClass(arg)
 		if !ok {
 			return xt.Errorf("Invalid DSCP value `%s'", arg)
 		}
