@@ -25,7 +25,6 @@ var (
 
 func newDSCP() xt.Target { return &DSCP{opts: tracker{target: "DSCP", defs: dscpOpts}} }
 
-
 // Parse reads --set-dscp (0-63) or --set-dscp-class.
 func (d *DSCP) Parse(_ *xt.ParseContext, opt string, invert bool, arg string, _ []string) error {
 	if err := d.opts.mark(opt, invert); err != nil {
