@@ -175,6 +175,10 @@ func (g *getopt) long(opts optTable, w string) gotResult {
 		}
 		if !have {
 			fv, have = o, true
+		} else if sameExtOption(fv, o) {
+			// The same option of another instance of the same extension
+			// (`-m tcp -m tcp --dpo 22`): iptables takes it (measured), for
+			// the instance an exact name would reach.
 		} else if fv.arg != o.arg || fv.ext != o.ext || fv.short != o.short || (fv.ext != nil && fv.idx != o.idx) {
 			ambig = true
 		}
@@ -273,4 +277,11 @@ func (g *getopt) hasArg() bool {
 	}
 	w := g.args[g.optind]
 	return w == "" || (w[0] != '-' && w[0] != '!')
+}
+
+// sameExtOption reports whether a and b are one option of two instances
+// of the same extension.
+func sameExtOption(a, b longOpt) bool {
+	return a.ext != nil && b.ext != nil && a.name == b.name && a.idx == b.idx &&
+		a.ext.mspec == b.ext.mspec && a.ext.tspec == b.ext.tspec
 }
