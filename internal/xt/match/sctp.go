@@ -137,18 +137,7 @@ func sctpParsePorts(s string) (PortRange, error) {
 func (m *SCTP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, extra []string) error {
 	switch opt {
 	case "source-port", "sport", "destination-port", "dport":
-		src := opt == "source-port" || opt == "sport"
-		bit := uint8(sctpSeenDst)
-		if src {
-			bit = sctpSeenSrc
-		}
-		if m.seen&bit != 0 {
-			if src {
-				return xt.Errorf("Only one `--source-port' allowed")
-			}
-			return xt.Errorf("Only one `--destination-port' allowed")
-		}
-		r, err := sctpParsePorts(arg)
+		r, src, err := portOption(opt, arg, &m.seen, sctpSeenSrc, sctpSeenDst, sctpParsePorts)
 		if err != nil {
 			return err
 		}
@@ -157,7 +146,6 @@ func (m *SCTP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, 
 		} else {
 			m.DstPorts, m.InvDst = r, invert
 		}
-		m.seen |= bit
 	case "chunk-types":
 		if m.seen&sctpSeenChunks != 0 {
 			return xt.Errorf("Only one `--chunk-types' allowed")

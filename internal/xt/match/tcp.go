@@ -149,18 +149,7 @@ func psParseTCPFlags(s string) (uint8, error) {
 func (m *TCP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, extra []string) error {
 	switch opt {
 	case "source-port", "sport", "destination-port", "dport":
-		src := opt == "source-port" || opt == "sport"
-		bit := uint8(tcpSeenDst)
-		if src {
-			bit = tcpSeenSrc
-		}
-		if m.seen&bit != 0 {
-			if src {
-				return xt.Errorf("Only one `--source-port' allowed")
-			}
-			return xt.Errorf("Only one `--destination-port' allowed")
-		}
-		r, err := psParseTCPPorts(arg)
+		r, src, err := portOption(opt, arg, &m.seen, tcpSeenSrc, tcpSeenDst, psParseTCPPorts)
 		if err != nil {
 			return err
 		}
@@ -169,7 +158,6 @@ func (m *TCP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, e
 		} else {
 			m.DstPorts, m.InvDst = r, invert
 		}
-		m.seen |= bit
 	case "syn":
 		if m.seen&tcpSeenFlags != 0 {
 			return xt.Errorf("Only one of `--syn' or `--tcp-flags'  allowed")
@@ -498,4 +486,26 @@ func rtTCPHasOption(opts []byte, kind uint8) bool {
 		i += n
 	}
 	return false
+}
+
+// portOption reads --sport/--source-port or --dport/--destination-port for
+// tcp and sctp (one of each, with iptables' "Only one" errors), parsing the
+// value with the extension's own port parser, and reports which it was.
+func portOption(opt, arg string, seen *uint8, srcBit, dstBit uint8, parse func(string) (PortRange, error)) (r PortRange, src bool, err error) {
+	src = opt == "source-port" || opt == "sport"
+	bit := dstBit
+	if src {
+		bit = srcBit
+	}
+	if *seen&bit != 0 {
+		if src {
+			return PortRange{}, src, xt.Errorf("Only one `--source-port' allowed")
+		}
+		return PortRange{}, src, xt.Errorf("Only one `--destination-port' allowed")
+	}
+	if r, err = parse(arg); err != nil {
+		return PortRange{}, src, err
+	}
+	*seen |= bit
+	return r, src, nil
 }
