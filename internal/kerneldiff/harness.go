@@ -602,11 +602,67 @@ func diffLines(title string, k, u []string) string {
 // maxDiffCells bounds the LCS table of diffLines (memory and time).
 const maxDiffCells = 1 << 22
 
-// CompareLog compares LOG lines byte for byte, in order. No normalisation
-// is applied: tcpdump captures the veth's Ethernet header, which is the
-// MAC= field the kernel prints.
+// CompareLog compares LOG lines byte for byte. No normalisation is
+// applied: tcpdump captures the veth's Ethernet header, which is the MAC=
+// field the kernel prints. The order must be the same within each flow
+// direction (source, destination, protocol, ports), not across them:
+// packets of different flows sent from different CPUs (a test's own
+// sockets beside its packet-socket sender) can reach the kernel's log in
+// another order than the capture shows them, so only their interleaving
+// may differ; every line and each flow's sequence must agree.
 func CompareLog(kernel, upt []string) string {
-	return diffLines("LOG lines", kernel, upt)
+	d := diffLines("LOG lines", kernel, upt)
+	if d == "" || !sameFlowSequences(kernel, upt) {
+		return d
+	}
+	return ""
+}
+
+// sameFlowSequences reports whether k and u hold the same lines in the
+// same order per flow direction (logFlowKey).
+func sameFlowSequences(k, u []string) bool {
+	if len(k) != len(u) {
+		return false
+	}
+	group := func(lines []string) map[string][]string {
+		m := map[string][]string{}
+		for _, l := range lines {
+			key := logFlowKey(l)
+			m[key] = append(m[key], l)
+		}
+		return m
+	}
+	gk, gu := group(k), group(u)
+	if len(gk) != len(gu) {
+		return false
+	}
+	for key, lk := range gk {
+		lu := gu[key]
+		if len(lu) != len(lk) {
+			return false
+		}
+		for i := range lk {
+			if lk[i] != lu[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// logFlowKey is a LOG line's flow direction: its SRC=, DST=, PROTO=, SPT=
+// and DPT= fields (fragments and ICMP have no ports).
+func logFlowKey(line string) string {
+	var key strings.Builder
+	for _, f := range strings.Fields(line) {
+		for _, p := range [...]string{"SRC=", "DST=", "PROTO=", "SPT=", "DPT="} {
+			if strings.HasPrefix(f, p) {
+				key.WriteString(f)
+				key.WriteByte(' ')
+			}
+		}
+	}
+	return key.String()
 }
 
 // RecentLine is one parsed line of /proc/net/xt_recent/NAME.
