@@ -104,34 +104,8 @@ func newSCTPSpec() *xt.MatchSpec {
 	}
 }
 
-// sctpParsePorts is libxt_sctp's port parser: "a", "a:b", ":b", "a:",
-// numbers (strtoul base 0) or sctp service names; min > max is refused.
-func sctpParsePorts(s string) (PortRange, error) {
-	lo, hi, has := strings.Cut(s, ":")
-	if !has {
-		p, err := xt.ParsePort(s, "sctp")
-		if err != nil {
-			return PortRange{}, err
-		}
-		return PortRange{p, p}, nil
-	}
-	r := psFullPorts
-	var err error
-	if lo != "" {
-		if r.Min, err = xt.ParsePort(lo, "sctp"); err != nil {
-			return PortRange{}, err
-		}
-	}
-	if hi != "" {
-		if r.Max, err = xt.ParsePort(hi, "sctp"); err != nil {
-			return PortRange{}, err
-		}
-	}
-	if r.Min > r.Max {
-		return PortRange{}, xt.Errorf("invalid portrange (min > max)")
-	}
-	return r, nil
-}
+// sctpParsePorts is libxt_sctp's port parser (parsePortRange).
+func sctpParsePorts(s string) (PortRange, error) { return parsePortRange(s, "sctp") }
 
 // Parse implements xt.Match.
 func (m *SCTP) Parse(ctx *xt.ParseContext, opt string, invert bool, arg string, extra []string) error {

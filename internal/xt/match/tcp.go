@@ -85,26 +85,30 @@ func newTCPSpec() *xt.MatchSpec {
 	}
 }
 
-// psParseTCPPorts is libxt_tcp's port range parser: "a", "a:b", ":b", "a:",
-// numbers (base as strtoul 0) or tcp service names; min > max is refused.
-func psParseTCPPorts(s string) (PortRange, error) {
+// psParseTCPPorts is libxt_tcp's port range parser (parsePortRange).
+func psParseTCPPorts(s string) (PortRange, error) { return parsePortRange(s, "tcp") }
+
+// parsePortRange is the port range parser libxt_tcp and libxt_sctp share:
+// "a", "a:b", ":b", "a:", numbers (base as strtoul 0) or service names of
+// proto; min > max is refused.
+func parsePortRange(s, proto string) (PortRange, error) {
 	lo, hi, has := strings.Cut(s, ":")
 	if !has {
-		p, err := xt.ParsePort(s, "tcp")
+		p, err := xt.ParsePort(s, proto)
 		if err != nil {
 			return PortRange{}, err
 		}
 		return PortRange{p, p}, nil
 	}
-	r := PortRange{0, 65535}
+	r := psFullPorts
 	var err error
 	if lo != "" {
-		if r.Min, err = xt.ParsePort(lo, "tcp"); err != nil {
+		if r.Min, err = xt.ParsePort(lo, proto); err != nil {
 			return PortRange{}, err
 		}
 	}
 	if hi != "" {
-		if r.Max, err = xt.ParsePort(hi, "tcp"); err != nil {
+		if r.Max, err = xt.ParsePort(hi, proto); err != nil {
 			return PortRange{}, err
 		}
 	}
