@@ -1,39 +1,12 @@
 package uptables_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/uptables/uptables"
 )
-
-// askFrom is ask from the loopback source address src (127.0.0.x).
-func askFrom(src, addr, msg string) string {
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return "dial error: " + err.Error()
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.Write([]byte(msg))
-	_ = c.(*net.TCPConn).CloseWrite()
-	b, err := io.ReadAll(c)
-	switch {
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
-	case err != nil:
-		return err.Error()
-	case len(b) == 0:
-		return "closed without a byte"
-	}
-	return "reply " + string(b)
-}
 
 // A country blocklist: the networks live in a hash:net set, one rule
 // drops what the set holds, and the list changes while the server runs,

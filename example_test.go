@@ -33,8 +33,16 @@ func echoAll(ln net.Listener, got chan<- string) {
 
 // ask connects, sends msg, half-closes and reads the answer as a client
 // sees it.
-func ask(addr, msg string) string {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func ask(addr, msg string) string { return askFrom("", addr, msg) }
+
+// askFrom is ask from the loopback source address src (127.0.0.x; ""
+// lets the kernel choose).
+func askFrom(src, addr, msg string) string {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNRESET) {
 			return "reset"
